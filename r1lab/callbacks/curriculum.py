@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+
+
+class CurriculumUpdate(pl.Callback):
+    """After each step, tell the curriculum which prompts were trained and how each group scored.
+
+    Runs before checkpointing (Lightning orders checkpoint callbacks last), so saved positions are exact.
+    """
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        rollout = outputs["rollout"]
+        per_prompt = {"reward": rollout.grouped(rollout.rewards).mean(1).tolist()}
+        accuracy = outputs["scored"].terms.get("accuracy")
+        if accuracy is not None:
+            per_prompt["accuracy"] = rollout.grouped(accuracy).nanmean(1).tolist()
+        trainer.datamodule.curriculum.update(batch.indices, per_prompt)

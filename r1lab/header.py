@@ -1,0 +1,35 @@
+"""The run header: what ran, with which components, plugins and versions."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+import transformers
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+import r1lab
+from r1lab.plugins import PluginState
+
+console = Console()
+
+
+def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_source: str) -> None:
+    table = Table(title=f"r1lab {r1lab.__version__}", show_header=False, title_justify="left")
+    table.add_row("run dir", run_dir)
+    table.add_row("model", model_source)
+    table.add_row("task", f"{cfg.task.get('name', '?')} ({cfg.task._target_})")
+    table.add_row("reward", ", ".join(f"{name}×{term.get('weight', 1.0)}" for name, term in cfg.reward.items() if term))
+    for group in ("advantage", "loss", "sampler", "curriculum"):
+        table.add_row(group, str(cfg[group]._target_).rsplit(".", 1)[-1])
+    loaded = ", ".join(f"{p.plugin.name} ({p.distribution} {p.version})" for p in plugins.loaded) or "none"
+    table.add_row("plugins", loaded)
+    if plugins.disabled:
+        table.add_row("disabled", ", ".join(plugins.disabled))
+    if plugins.failed:
+        table.add_row("failed", ", ".join(plugins.failed))
+    table.add_row("versions", f"python {platform.python_version()}, torch {torch.__version__}, "
+                              f"transformers {transformers.__version__}")
+    console.print(table)

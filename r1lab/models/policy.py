@@ -1,0 +1,100 @@
+"""Load the policy: any `transformers` causal LM + tokenizer, from a local folder or an in-repo config.
+
+Weights are never fetched at run time unless `offline=false`: a hub id that is not in the local cache is
+an error that says how to point at a local folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
+
+from r1lab.models.tokenizers import build_char_tokenizer
+
+# tokenizer_config classes that mean "a plain `tokenizers` file": load them as PreTrainedTokenizerFast, which
+# keeps its pre-tokenizer (AutoTokenizer may map them to a model-specific class that drops whitespace).
+PLAIN_TOKENIZER_CLASSES = {"PreTrainedTokenizerFast", "TokenizersBackend"}
+
+
+class ModelLoadError(ValueError):
+    pass
+
+
+@dataclass
+class Policy:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    source: str  # where it came from, for the run header
+
+
+def load_tokenizer(path: str | Path, **kwargs: Any):
+    config_file = Path(path) / "tokenizer_config.json"
+    if config_file.is_file() and json.loads(config_file.read_text()).get("tokenizer_class") in PLAIN_TOKENIZER_CLASSES:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), **kwargs)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), **kwargs)
+    return tokenizer
+
+
+def _prepare_tokenizer(tokenizer):
+    tokenizer.padding_side = "left"  # prompts are left-padded so completions start in one column
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token is None:
+        raise ModelLoadError("the tokenizer has no eos_token: generation could never stop")
+    return tokenizer
+
+
+def build_random_model(random_init: dict[str, Any], dtype: torch.dtype) -> Policy:
+    """A randomly initialised model from a `transformers` config plus the char-level tokenizer."""
+    spec = dict(random_init)
+    model_type = spec.pop("model_type", "qwen2")
+    tokenizer = build_char_tokenizer()
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **spec)
+    model = AutoModelForCausalLM.from_config(config).to(dtype)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return Policy(model, tokenizer, f"random init ({model_type}, {model.num_parameters():,} parameters)")
+
+
+def load_policy(name_or_path: str | None = None, random_init: dict[str, Any] | None = None,
+                dtype: str = "float32", offline: bool = True) -> Policy:
+    """Load a causal LM and its tokenizer from `name_or_path`, or build one from `random_init`."""
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise ModelLoadError(f"model.dtype={dtype!r} is not a torch dtype; use float32, bfloat16 or float16")
+    if name_or_path is None:
+        if random_init is None:
+            raise ModelLoadError("set model.name_or_path (a local model folder) or model.random_init (a config)")
+        policy = build_random_model(dict(random_init), torch_dtype)
+    else:
+        policy = _load_pretrained(str(name_or_path), torch_dtype, offline)
+    _prepare_tokenizer(policy.tokenizer)
+    return policy
+
+
+def _load_pretrained(name_or_path: str, dtype: torch.dtype, offline: bool) -> Policy:
+    local = Path(name_or_path).expanduser()
+    if not local.is_dir() and (local.exists() or name_or_path.startswith((".", "/", "~"))):
+        raise ModelLoadError(f"model.name_or_path={name_or_path!r} is not a model folder "
+                             "(expected a directory with config.json and weights)")
+    source = str(local) if local.is_dir() else name_or_path
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=offline)
+        tokenizer = load_tokenizer(source, local_files_only=offline)
+    except (OSError, ValueError) as exc:
+        if local.is_dir():
+            raise ModelLoadError(f"could not load a causal LM from {source!r}: {exc}") from exc
+        raise ModelLoadError(
+            f"model.name_or_path={name_or_path!r} is not a local folder and is not in the local Hugging Face "
+            "cache; weights cannot be downloaded here (offline). Download it where there is network access "
+            f"(e.g. `hf download {name_or_path} --local-dir models/NAME`), then pass "
+            "model.name_or_path=models/NAME, or set model.offline=false on a machine with network access."
+        ) from exc
+    return Policy(model, tokenizer, source)

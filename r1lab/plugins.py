@@ -1,0 +1,129 @@
+"""Plugin discovery: distributions that advertise an `r1lab.plugins` entry point.
+
+A plugin's entry point names a `Plugin` manifest (cheap to import). Loading a plugin imports its component
+modules (which register themselves) and adds its config package to Hydra's search path, so its option files
+become choices of the usual config groups (`reward=[accuracy,length_penalty]`).
+
+Habits borrowed from pluggy/pytest: `R1LAB_DISABLE_PLUGINS=a,b` skips plugins before they are imported; a
+plugin that fails to load is a warning naming it, or an error when `R1LAB_STRICT_PLUGINS=1` (CI sets it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+from r1lab.registry import registering_for
+
+ENTRY_POINT_GROUP = "r1lab.plugins"
+DISABLE_ENV = "R1LAB_DISABLE_PLUGINS"
+STRICT_ENV = "R1LAB_STRICT_PLUGINS"
+
+# Core component modules; importing them fills the registries.
+CORE_MODULES = (
+    "r1lab.rewards.accuracy",
+    "r1lab.rewards.format",
+    "r1lab.rl.advantages",
+    "r1lab.rl.losses",
+    "r1lab.samplers.hf",
+    "r1lab.curricula.uniform",
+)
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """What a plugin's entry point points at."""
+
+    name: str
+    conf: str | None = None  # a Hydra config source, e.g. "pkg://r1lab_length_penalty.conf"
+    modules: tuple[str, ...] = ()  # imported on load; they register components
+
+
+@dataclass
+class LoadedPlugin:
+    plugin: Plugin
+    distribution: str
+    version: str
+
+
+@dataclass
+class PluginState:
+    loaded: list[LoadedPlugin] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> error
+
+
+class PluginLoadError(RuntimeError):
+    pass
+
+
+_state: PluginState | None = None
+
+
+def disabled_names() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def strict() -> bool:
+    return os.environ.get(STRICT_ENV, "").lower() in {"1", "true", "yes"}
+
+
+def load_plugins(*, reload: bool = False) -> PluginState:
+    """Import core components and every enabled plugin, once per process (unless `reload`)."""
+    global _state
+    if _state is not None and not reload:
+        return _state
+    for module in CORE_MODULES:
+        importlib.import_module(module)
+    state = PluginState()
+    skip = disabled_names()
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in skip:
+            state.disabled.append(ep.name)
+            continue
+        try:
+            plugin = ep.load()
+            if not isinstance(plugin, Plugin):
+                raise TypeError(f"entry point {ep.value!r} must name an r1lab.plugins.Plugin, got {type(plugin)}")
+            with registering_for(plugin.name):
+                for module in plugin.modules:
+                    importlib.import_module(module)
+        except Exception as exc:  # a broken plugin must not take the platform down unless strict
+            message = f"r1lab plugin {ep.name!r} failed to load: {type(exc).__name__}: {exc}"
+            if strict():
+                raise PluginLoadError(f"{message} (strict mode: {STRICT_ENV}=1)") from exc
+            warnings.warn(f"{message}; continuing without it", stacklevel=2)
+            state.failed[ep.name] = str(exc)
+            continue
+        dist = ep.dist
+        state.loaded.append(LoadedPlugin(plugin, dist.name if dist else "?", dist.version if dist else "?"))
+    _state = state
+    return state
+
+
+def plugin_config_sources() -> list[tuple[str, str]]:
+    """(provider, path) pairs for Hydra's search path: one per loaded plugin with a config package."""
+    return [(lp.plugin.name, lp.plugin.conf) for lp in load_plugins().loaded if lp.plugin.conf]
+
+
+class R1labPluginsSearchPath(SearchPathPlugin):
+    """Appends each loaded plugin's config package to Hydra's search path."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        for provider, path in plugin_config_sources():
+            search_path.append(provider=f"r1lab-plugin-{provider}", path=path)
+
+
+def register_search_path() -> None:
+    """Make Hydra see the plugins' config groups. Call before `@hydra.main` runs (and in tests).
+
+    Registered by hand instead of through the `hydra_plugins` namespace, which misses editable installs.
+    """
+    Plugins.instance().register(R1labPluginsSearchPath)

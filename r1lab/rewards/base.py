@@ -1,0 +1,93 @@
+"""Rewards: `reward(prompts, completions, **columns) -> list[float | None]` (TRL's reward-function protocol).
+
+Several rewards form a `RewardSet`: named terms with weights. The total is the weighted sum; a term may
+return None for completions it does not apply to (it then adds nothing, as in TRL). A term that raises is
+retried one completion at a time and the completions it fails on score None; the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[..., Sequence[float | None]]
+
+
+class Reward:
+    """Base class for reward terms. Subclasses implement `__call__(prompts, completions, **columns)`."""
+
+    def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> list[float | None]:
+        raise NotImplementedError
+
+
+@dataclass
+class ScoredRollout:
+    total: Tensor  # (N,) weighted sum; NaN only where a term returned a non-finite number
+    terms: dict[str, Tensor]  # name -> (N,) raw term values, NaN where the term returned None
+    failures: dict[str, int]  # name -> completions the term raised on
+    nonfinite: int  # values that were NaN/inf numbers (a bug in a reward, not "not applicable")
+
+
+class RewardSet:
+    def __init__(self, terms: Mapping[str, tuple[RewardFn, float]]):
+        if not terms:
+            raise ValueError("reward must name at least one term, e.g. reward=[accuracy,format]")
+        self.terms = dict(terms)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> RewardSet:
+        terms = {}
+        for name, term_cfg in cfg.items():
+            if term_cfg is None:  # `reward.format=null` drops a term
+                continue
+            options = OmegaConf.to_container(term_cfg, resolve=True) if isinstance(term_cfg, DictConfig) else dict(term_cfg)
+            if "_target_" not in options:
+                raise ValueError(f"reward term {name!r} has no _target_; each term under reward.<name> needs one")
+            weight = float(options.pop("weight", 1.0))
+            terms[name] = (instantiate(options), weight)
+        return cls(terms)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.terms)
+
+    def __call__(self, prompts: list[str], completions: list[str], columns: Mapping[str, list]) -> ScoredRollout:
+        total = torch.zeros(len(completions))
+        terms: dict[str, Tensor] = {}
+        failures: dict[str, int] = {}
+        nonfinite = 0
+        for name, (fn, weight) in self.terms.items():
+            raw, failures[name] = _call_term(name, fn, prompts, completions, columns)
+            if len(raw) != len(completions):
+                raise ValueError(f"reward term {name!r} returned {len(raw)} values for {len(completions)} completions")
+            nonfinite += sum(1 for v in raw if v is not None and not math.isfinite(float(v)))
+            terms[name] = torch.tensor([math.nan if v is None else float(v) for v in raw], dtype=torch.float32)
+            # None adds nothing to the total; a returned nan/inf stays visible in it.
+            total += weight * torch.tensor([0.0 if v is None else float(v) for v in raw], dtype=torch.float32)
+        return ScoredRollout(total, terms, failures, nonfinite)
+
+
+def _call_term(name: str, fn: RewardFn, prompts, completions, columns) -> tuple[list, int]:
+    try:
+        return list(fn(prompts, completions, **columns)), 0
+    except Exception:
+        log.exception("reward term %r raised on a batch; scoring its completions one at a time", name)
+    scores, failed = [], 0
+    for i in range(len(completions)):
+        try:
+            scores.append(fn(prompts[i:i + 1], completions[i:i + 1], **{k: v[i:i + 1] for k, v in columns.items()})[0])
+        except Exception as exc:
+            failed += 1
+            log.warning("reward term %r raised on completion %d (scored None): %s: %s", name, i, type(exc).__name__, exc)
+            scores.append(None)
+    return scores, failed

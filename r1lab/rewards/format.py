@@ -1,0 +1,27 @@
+"""The R1 template reward: reasoning in <think>…</think>, then the answer in <answer>…</answer>."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from r1lab.registry import REWARDS
+from r1lab.rewards.base import Reward
+
+R1_TEMPLATE = re.compile(r"^\s*<think>(?:(?!<think>|</think>).)*</think>\s*<answer>(?:(?!<answer>|</answer>).)*</answer>\s*$",
+                         re.DOTALL)
+
+
+def with_prompt_opening(prompt: str, completion: str, opening: str = "<think>") -> str:
+    """Prompts that end in "<think>" (TinyZero style) leave the opening tag out of the completion."""
+    if prompt.rstrip().endswith(opening) and not completion.lstrip().startswith(opening):
+        return opening + completion
+    return completion
+
+
+@REWARDS.register("format")
+class FormatReward(Reward):
+    """1.0 when the completion is exactly <think>…</think><answer>…</answer> (whitespace allowed between), else 0.0."""
+
+    def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> list[float | None]:
+        return [float(bool(R1_TEMPLATE.match(with_prompt_opening(p, c)))) for p, c in zip(prompts, completions)]

@@ -1,0 +1,166 @@
+"""The RL step. Read `training_step` first: it is the whole algorithm.
+
+One LightningModule with manual optimisation. The DataModule yields prompts only; the rollout, rewards and
+advantages are computed here under no_grad, then the loss is minimised over `ppo_epochs` × `num_minibatches`
+optimizer steps. Every part is a small object from a registry, testable without Lightning.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+
+from r1lab.models.policy import Policy
+from r1lab.rewards.accuracy import AccuracyReward
+from r1lab.rewards.base import RewardSet, ScoredRollout
+from r1lab.rl.advantages import AdvantageEstimator
+from r1lab.rl.logprobs import completion_logprobs
+from r1lab.rl.losses import PolicyLoss
+from r1lab.rl.metrics import rollout_metrics
+from r1lab.rl.rollout import PromptBatch, Rollout
+from r1lab.samplers.base import Sampler
+
+
+class DivergedError(RuntimeError):
+    pass
+
+
+class RLModule(pl.LightningModule):
+    def __init__(self, policy: Policy, sampler: Sampler, rewards: RewardSet, advantage: AdvantageEstimator,
+                 loss: PolicyLoss, lr: float = 1e-5, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
+                 warmup_steps: int = 0, max_grad_norm: float | None = 1.0, ppo_epochs: int = 1,
+                 num_minibatches: int = 1, max_consecutive_skips: int = 10):
+        super().__init__()
+        if ppo_epochs < 1 or num_minibatches < 1:
+            raise ValueError(f"rl.ppo_epochs and rl.num_minibatches must be >= 1, got {ppo_epochs}, {num_minibatches}")
+        self.automatic_optimization = False  # rollouts, PPO epochs and minibatches are ours to schedule
+        self.policy = policy.model
+        self.tokenizer = policy.tokenizer
+        # The reference policy is a frozen copy of the starting policy; only the KL term needs it.
+        self.ref_policy = copy.deepcopy(policy.model).requires_grad_(False).eval() if loss.needs_reference else None
+        self.sampler, self.rewards, self.advantage, self.loss = sampler, rewards, advantage, loss
+        self.accuracy = next((fn for fn, _ in rewards.terms.values() if isinstance(fn, AccuracyReward)), AccuracyReward())
+        self.optim = dict(lr=lr, weight_decay=weight_decay, betas=tuple(betas), warmup_steps=warmup_steps)
+        self.max_grad_norm = max_grad_norm
+        self.ppo_epochs, self.num_minibatches = ppo_epochs, num_minibatches
+        self.max_consecutive_skips = max_consecutive_skips
+        self.consecutive_skips = 0
+
+    # ------------------------------------------------------------------------------------------ the step
+    def training_step(self, batch: PromptBatch, batch_idx: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        with torch.no_grad():
+            # 1. Rollout: G completions per prompt from the current policy.
+            self.policy.eval()
+            rollout = self.sampler.rollout(self.policy, self.tokenizer, batch)
+            rollout_s = time.perf_counter() - started
+            # 2. Reward: a weighted sum of named terms for each completion.
+            scored = self.rewards(rollout.prompts, rollout.completions, rollout.columns)
+            rollout.rewards = scored.total.to(self.device)
+            # 3. Advantage: how much better each completion is than its group.
+            rollout.advantages = self.advantage(rollout)
+            # 4. Log-probs the loss compares against: the pre-update policy (only needed when a rollout
+            #    feeds several optimizer steps) and the frozen reference (only needed for the KL term).
+            if self.ppo_epochs * self.num_minibatches > 1:
+                rollout.old_logprobs = self.logprobs(self.policy, rollout)
+            if self.ref_policy is not None:
+                rollout.ref_logprobs = self.logprobs(self.ref_policy, rollout)
+        metrics = rollout_metrics(rollout, scored, self.accuracy_of(rollout, scored))
+
+        # 5. Loss and optimizer steps: ppo_epochs passes over shuffled minibatches of the rollout.
+        self.policy.train()
+        updates: list[dict[str, float]] = []
+        if scored.nonfinite == 0:
+            for _ in range(self.ppo_epochs):
+                for minibatch in rollout.minibatches(self.num_minibatches):
+                    updates.append(self.update(minibatch))
+        metrics |= self.summarise_updates(updates)
+
+        metrics["perf/step_s"] = time.perf_counter() - started
+        metrics["perf/rollout_s"] = rollout_s
+        metrics["perf/rollout_tokens_per_s"] = rollout.completion_lengths.sum().item() / max(rollout_s, 1e-9)
+        if rollout.sampler_logprobs is not None and rollout.old_logprobs is not None:
+            gap = (rollout.sampler_logprobs - rollout.old_logprobs).abs() * rollout.completion_mask
+            metrics["perf/logprob_mismatch"] = gap.max().item()
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(batch))
+        return {"rollout": rollout, "scored": scored, "metrics": metrics}
+
+    def update(self, minibatch: Rollout) -> dict[str, float]:
+        """One optimizer step on a minibatch; skipped (and reported) when the loss is not finite."""
+        optimizer = self.optimizers()
+        logprobs = self.logprobs(self.policy, minibatch)
+        old = minibatch.old_logprobs if minibatch.old_logprobs is not None else logprobs.detach()
+        out = self.loss(logprobs, old, minibatch.ref_logprobs, minibatch.advantages, minibatch.completion_mask)
+        if not torch.isfinite(out.loss):
+            return {"skipped": 1.0}
+        optimizer.zero_grad()
+        self.manual_backward(out.loss)
+        grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+        if self.max_grad_norm:
+            self.clip_gradients(optimizer, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+        optimizer.step()
+        self.lr_schedulers().step()
+        return {"loss": out.loss.item(), "grad_norm": grad_norm, "skipped": 0.0, **out.metrics}
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def logprobs(self, model: torch.nn.Module, rollout: Rollout) -> Tensor:
+        return completion_logprobs(model, rollout, self.sampler.temperature)
+
+    def accuracy_of(self, rollout: Rollout, scored: ScoredRollout) -> Tensor:
+        for name, (fn, _) in self.rewards.terms.items():
+            if fn is self.accuracy:  # already scored as a reward term
+                return scored.terms[name]
+        if self.accuracy.answer_column not in rollout.columns:
+            return torch.full((rollout.num_completions,), float("nan"))
+        return torch.tensor(self.accuracy(rollout.prompts, rollout.completions, **rollout.columns))
+
+    def summarise_updates(self, updates: list[dict[str, float]]) -> dict[str, float]:
+        skipped = sum(u["skipped"] for u in updates) if updates else 1.0
+        self.consecutive_skips = self.consecutive_skips + 1 if skipped == max(len(updates), 1) else 0
+        if self.consecutive_skips > self.max_consecutive_skips:
+            raise DivergedError(f"{self.consecutive_skips} consecutive RL steps had non-finite rewards or loss; "
+                                "stopping (checkpoints and logs so far are kept). Look at train/nonfinite_rewards.")
+        done = [u for u in updates if not u["skipped"]]
+        summary = {"train/skipped_updates": float(skipped), "train/lr": self.optimizers().param_groups[0]["lr"]}
+        for key in (done[0] if done else {}):
+            if key != "skipped":
+                summary[f"train/{key}"] = float(np.mean([u[key] for u in done]))
+        return summary
+
+    # -------------------------------------------------------------------------------- Lightning plumbing
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.optim["lr"], betas=self.optim["betas"],
+                                      weight_decay=self.optim["weight_decay"])
+        warmup = max(int(self.optim["warmup_steps"]), 0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # RNG states make a resumed run sample exactly what the uninterrupted run would have.
+        # Plain ints, lists and tensors only, so that weights-only loading accepts the checkpoint.
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint["r1lab_rng"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                   "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+                                   "consecutive_skips": self.consecutive_skips}
+        if torch.cuda.is_available():
+            checkpoint["r1lab_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("r1lab_rng")
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+        self.consecutive_skips = state.get("consecutive_skips", 0)
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

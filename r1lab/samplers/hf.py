@@ -1,0 +1,85 @@
+"""Sampling with `transformers` generation."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
+
+from r1lab.registry import SAMPLERS
+from r1lab.rl.rollout import PromptBatch, Rollout
+from r1lab.samplers.base import Sampler
+
+
+class _LogprobRecorder(LogitsProcessor):
+    """Records log π(token) of each sampled token under the tempered policy, in O(N·V) memory.
+
+    Generation calls processors before sampling, so the log-probs of step t are gathered at step t+1, when
+    the sampled token is the last input id. Custom processors run before temperature/top-p, hence the
+    explicit temperature.
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self.pending: Tensor | None = None
+        self.logprobs: list[Tensor] = []
+
+    def _collect(self, last_tokens: Tensor) -> None:
+        if self.pending is not None:
+            self.logprobs.append(self.pending.gather(-1, last_tokens[:, None]).squeeze(-1))
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        self._collect(input_ids[:, -1])
+        self.pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, sequences: Tensor, width: int) -> Tensor:
+        self._collect(sequences[:, -1])
+        self.pending = None
+        return torch.stack(self.logprobs[-width:], dim=1)
+
+
+def completion_mask_and_truncation(completion_ids: Tensor, eos_token_id: int) -> tuple[Tensor, Tensor]:
+    """Mask tokens up to and including the first EOS; rows without EOS are truncated."""
+    is_eos = completion_ids == eos_token_id
+    has_eos = is_eos.any(dim=1)
+    first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), completion_ids.shape[1] - 1)
+    positions = torch.arange(completion_ids.shape[1], device=completion_ids.device)
+    return (positions[None, :] <= first_eos[:, None]).float(), ~has_eos
+
+
+@SAMPLERS.register("hf")
+class HFSampler(Sampler):
+    """G completions per prompt with `model.generate` (temperature, top-p, top-k, max_new_tokens, stop on EOS)."""
+
+    def __init__(self, group_size: int = 8, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                 max_new_tokens: int = 256, record_logprobs: bool = True):
+        super().__init__(group_size, temperature, max_new_tokens)
+        if not 0 < top_p <= 1:
+            raise ValueError(f"sampler.top_p must be in (0, 1], got {top_p}")
+        self.top_p = float(top_p)
+        self.top_k = int(top_k)
+        self.record_logprobs = record_logprobs
+
+    @torch.no_grad()
+    def rollout(self, model: PreTrainedModel, tokenizer, batch: PromptBatch) -> Rollout:
+        prompts, columns = batch.repeat(self.group_size)
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        recorder = _LogprobRecorder(self.temperature) if self.record_logprobs else None
+        sequences = model.generate(
+            **encoded, do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([recorder] if recorder else []),
+        )
+        prompt_width = encoded["input_ids"].shape[1]
+        completion_ids = sequences[:, prompt_width:]
+        completion_mask, truncated = completion_mask_and_truncation(completion_ids, tokenizer.eos_token_id)
+        # Tokens after EOS are padding: mask them for attention too.
+        attention_mask = torch.cat([encoded["attention_mask"], completion_mask.long()], dim=1)
+        texts = [tokenizer.decode(ids[: int(n) - (0 if cut else 1)], skip_special_tokens=False)
+                 for ids, n, cut in zip(completion_ids, completion_mask.sum(1), truncated)]
+        return Rollout(
+            prompts=prompts, completions=texts, group_size=self.group_size, input_ids=sequences,
+            attention_mask=attention_mask, completion_mask=completion_mask, truncated=truncated, columns=columns,
+            sampler_logprobs=recorder.finish(sequences, completion_ids.shape[1]) if recorder else None,
+        )

@@ -1,0 +1,62 @@
+"""Build everything from the config, fit, and return the swept metric."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import RichProgressBar
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from r1lab.callbacks.curriculum import CurriculumUpdate
+from r1lab.checkpointing import AtomicCheckpointIO, resolve_resume
+from r1lab.header import print_run_header
+from r1lab.plugins import load_plugins
+from r1lab.rewards.base import RewardSet
+from r1lab.rl.module import RLModule
+from r1lab.tasks.datamodule import PromptDataModule
+
+
+# The frozen reference model is in eval mode on purpose, and checkpoints after the step's updates are what
+# resuming needs.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
+
+
+def train(cfg: DictConfig) -> float | None:
+    logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints its own; don't print twice
+    plugins = load_plugins()
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    sampler = instantiate(cfg.sampler)  # cheap validation first: bad options fail before the model loads
+    loss = instantiate(cfg.loss)
+    advantage = instantiate(cfg.advantage)
+    rewards = RewardSet.from_config(cfg.reward)
+    task = instantiate(cfg.task)
+    datamodule = PromptDataModule(task, instantiate(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
+    policy = instantiate(cfg.model)
+    module = RLModule(policy, sampler, rewards, advantage, loss, **cfg.rl.optim, **cfg.rl.schedule)
+
+    callbacks = [CurriculumUpdate()] + [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(RichProgressBar())  # trainer.enable_progress_bar=false turns it off
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+                                      default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
+    if trainer.is_global_zero:
+        print_run_header(cfg, plugins, str(run_dir), policy.source)
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("resume"), run_dir))
+
+    value = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
+    return None if value is None or not math.isfinite(float(value)) else float(value)

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from r1lab.rl.advantages import GRPOAdvantage
+from r1lab.rl.rollout import Rollout
+
+
+def scored_rollout(rewards: list[float], group_size: int) -> Rollout:
+    n = len(rewards)
+    return Rollout(prompts=["p"] * n, completions=["c"] * n, group_size=group_size,
+                   input_ids=torch.zeros(n, 3, dtype=torch.long), attention_mask=torch.ones(n, 3),
+                   completion_mask=torch.ones(n, 2), truncated=torch.zeros(n, dtype=torch.bool),
+                   rewards=torch.tensor(rewards))
+
+
+def test_grpo_matches_the_worked_example():
+    # accuracy 1 + format 0.1 → [1.1, 0.1, 1.1, 0.1]: mean 0.6, population std 0.5, advantages ±1.
+    advantages = GRPOAdvantage(eps=0.0)(scored_rollout([1.1, 0.1, 1.1, 0.1], 4))
+    assert advantages.tolist() == pytest.approx([1.0, -1.0, 1.0, -1.0], abs=1e-6)
+    with_eps = GRPOAdvantage(eps=1e-4)(scored_rollout([1.1, 0.1, 1.1, 0.1], 4))
+    assert with_eps.tolist() == pytest.approx([0.5 / 0.5001, -0.5 / 0.5001] * 2, abs=1e-6)
+
+
+def test_groups_are_normalised_separately():
+    # group 1: [0, 1, 2] mean 1 std sqrt(2/3); group 2 scaled by 10 gives the same advantages.
+    advantages = GRPOAdvantage(eps=0.0)(scored_rollout([0, 1, 2, 0, 10, 20], 3))
+    std = (2 / 3) ** 0.5
+    assert advantages.tolist() == pytest.approx([-1 / std, 0, 1 / std] * 2, abs=1e-5)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-4])
+def test_all_equal_groups_give_zero_advantages_without_nan(eps):
+    advantages = GRPOAdvantage(eps=eps)(scored_rollout([1.0, 1.0, 0.0, 0.0, 0.5, 1.5], 2))
+    assert torch.isfinite(advantages).all()
+    assert advantages.tolist() == pytest.approx([0, 0, 0, 0, -0.5 / (0.5 + eps), 0.5 / (0.5 + eps)], abs=1e-6)
+
+
+def test_negative_eps_is_rejected():
+    with pytest.raises(ValueError, match="advantage.eps"):
+        GRPOAdvantage(eps=-1.0)
