@@ -1,4 +1,5 @@
-"""`python -m r1lab ...`: `list [kind]` prints components; anything else is a Hydra training run."""
+"""`python -m r1lab ...`: `list [kind]` prints components, `report <run dir>` writes plots and a summary;
+anything else is a Hydra training run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from omegaconf import DictConfig
 from r1lab.choices import unknown_choice_errors
 from r1lab.plugins import load_plugins, register_search_path
 
-COMMANDS = ("list",)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://r1lab.conf", config_name="config")
@@ -22,10 +22,14 @@ def hydra_train(cfg: DictConfig) -> float | None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in COMMANDS:
+    if argv and argv[0] == "list":
         from r1lab.listing import list_components
 
         sys.exit(list_components(argv[1:]))
+    if argv and argv[0] == "report":
+        from r1lab.report import main as report
+
+        sys.exit(report(argv[1:]))
     load_plugins()
     register_search_path()
     errors = unknown_choice_errors([a for a in argv if not a.startswith("-")])

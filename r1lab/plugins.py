@@ -30,6 +30,7 @@ STRICT_ENV = "R1LAB_STRICT_PLUGINS"
 CORE_MODULES = (
     "r1lab.rewards.accuracy",
     "r1lab.rewards.format",
+    "r1lab.rewards.overlong",
     "r1lab.rl.advantages",
     "r1lab.rl.losses",
     "r1lab.samplers.hf",

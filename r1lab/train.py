@@ -1,4 +1,8 @@
-"""Build everything from the config, fit, and return the swept metric."""
+"""Build everything from the config, fit, and return the swept metric.
+
+`cfg.stage` chooses what a run does: `stage=rl` (the default: GRPO and friends) or `stage=pretrain` (the toy
+base model); each is a function `stage(cfg) -> metric`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import logging
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import RichProgressBar
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from r1lab.callbacks.curriculum import CurriculumUpdate
@@ -21,7 +26,6 @@ from r1lab.rewards.base import RewardSet
 from r1lab.rl.module import RLModule
 from r1lab.tasks.datamodule import PromptDataModule
 
-
 # The frozen reference model is in eval mode on purpose, and checkpoints after the step's updates are what
 # resuming needs.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -30,13 +34,30 @@ warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual op
 
 def train(cfg: DictConfig) -> float | None:
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints its own; don't print twice
-    plugins = load_plugins()
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    load_plugins()
+    Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    stage = instantiate(cfg.stage)
+    return stage(cfg)
 
+
+def make_trainer(cfg: DictConfig, callbacks: list[Callback], **overrides: Any) -> pl.Trainer:
+    """The Lightning Trainer from `cfg.trainer`, with r1lab's callbacks, logger and atomic checkpoints."""
+    callbacks = callbacks + [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(RichProgressBar())  # trainer.enable_progress_bar=false turns it off
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=cfg.paths.output_dir,
+                          plugins=[AtomicCheckpointIO()], **overrides)
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return trainer
+
+
+def rl_stage(cfg: DictConfig) -> float | None:
+    """Reinforcement learning on a task: the RL step in r1lab/rl/module.py, driven by Lightning."""
     sampler = instantiate(cfg.sampler)  # cheap validation first: bad options fail before the model loads
     loss = instantiate(cfg.loss)
     advantage = instantiate(cfg.advantage)
@@ -44,19 +65,13 @@ def train(cfg: DictConfig) -> float | None:
     task = instantiate(cfg.task)
     datamodule = PromptDataModule(task, instantiate(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
     policy = instantiate(cfg.model)
-    module = RLModule(policy, sampler, rewards, advantage, loss, **cfg.rl.optim, **cfg.rl.schedule)
+    module = RLModule(policy, sampler, rewards, advantage, loss, **cfg.rl.optim, **cfg.rl.schedule,
+                      dynamic_sampling=cfg.rl.dynamic_sampling.enabled, max_draws=cfg.rl.dynamic_sampling.max_draws)
 
-    callbacks = [CurriculumUpdate()] + [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(RichProgressBar())  # trainer.enable_progress_bar=false turns it off
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
-                                      default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
+    trainer = make_trainer(cfg, callbacks=[CurriculumUpdate()])
     if trainer.is_global_zero:
-        print_run_header(cfg, plugins, str(run_dir), policy.source)
-    if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("resume"), run_dir))
+        print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir)))
 
     value = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or not math.isfinite(float(value)) else float(value)

@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 from r1lab.plugins import load_plugins, register_search_path
+from r1lab.report import read_scalars  # noqa: F401 - shared with the tests
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -40,14 +41,6 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, check
     if check and result.returncode != 0:
         raise AssertionError(f"r1lab {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
-
-
-def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
 @pytest.fixture

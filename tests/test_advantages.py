@@ -38,3 +38,38 @@ def test_all_equal_groups_give_zero_advantages_without_nan(eps):
 def test_negative_eps_is_rejected():
     with pytest.raises(ValueError, match="advantage.eps"):
         GRPOAdvantage(eps=-1.0)
+
+
+def test_dr_grpo_centres_without_dividing_by_the_std():
+    from r1lab.rl.advantages import DrGRPOAdvantage
+
+    assert DrGRPOAdvantage()(scored_rollout([1.1, 0.1, 1.1, 0.1], 4)).tolist() == pytest.approx([0.5, -0.5, 0.5, -0.5])
+    assert DrGRPOAdvantage()(scored_rollout([1, 1, 0, 3], 2)).tolist() == pytest.approx([0, 0, -1.5, 1.5])
+
+
+def test_rloo_uses_the_mean_of_the_other_completions():
+    from r1lab.rl.advantages import RLOOAdvantage
+
+    # [1, 0, 0, 2]: baselines (0+0+2)/3, (1+0+2)/3, (1+0+2)/3, (1+0+0)/3
+    advantages = RLOOAdvantage()(scored_rollout([1, 0, 0, 2], 4))
+    assert advantages.tolist() == pytest.approx([1 - 2 / 3, -1, -1, 2 - 1 / 3])
+    # Equals G/(G-1) times the mean-centred reward.
+    assert advantages.tolist() == pytest.approx([4 / 3 * (r - 0.75) for r in [1, 0, 0, 2]])
+    assert RLOOAdvantage()(scored_rollout([5, 5], 2)).tolist() == [0, 0]
+
+
+def test_rloo_refuses_a_group_of_one():
+    from r1lab.rl.advantages import RLOOAdvantage
+
+    with pytest.raises(ValueError, match="rloo needs sampler.group_size >= 2"):
+        RLOOAdvantage()(scored_rollout([1.0, 0.0], 1))
+
+
+def test_reinforce_pp_normalises_over_the_whole_batch():
+    from r1lab.rl.advantages import ReinforcePlusPlusAdvantage
+
+    # Batch [1, 1, 0, 0] (two all-equal groups): mean 0.5, std 0.5 → ±1, unlike GRPO's zeros.
+    advantages = ReinforcePlusPlusAdvantage(eps=0.0)(scored_rollout([1, 1, 0, 0], 2))
+    assert advantages.tolist() == pytest.approx([1, 1, -1, -1])
+    assert GRPOAdvantage()(scored_rollout([1, 1, 0, 0], 2)).tolist() == [0, 0, 0, 0]
+    assert ReinforcePlusPlusAdvantage()(scored_rollout([2, 2, 2, 2], 2)).tolist() == [0, 0, 0, 0]

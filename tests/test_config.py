@@ -40,8 +40,10 @@ def assert_targets_bind(cfg):
     for path, options in targets_in(tree):
         target = get_object(options["_target_"])
         kwargs = {k: v for k, v in options.items() if k not in HYDRA_KEYS | NOT_CONSTRUCTOR_ARGS}
+        signature = inspect.signature(target)
         try:
-            inspect.signature(target).bind(**kwargs)
+            # A partial (`_partial_: true`) gets its remaining arguments when it is called.
+            (signature.bind_partial if options.get("_partial_") else signature.bind)(**kwargs)
         except TypeError as exc:
             raise AssertionError(f"{path}: {options['_target_']} does not accept {sorted(kwargs)}: {exc}") from exc
         found += 1

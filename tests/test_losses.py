@@ -62,3 +62,107 @@ def test_negative_beta_is_an_error():
 def test_reference_model_is_only_needed_with_kl():
     assert GRPOLoss(beta=0.0).needs_reference is False
     assert GRPOLoss(beta=0.04).needs_reference is True
+
+
+def ones_ratio_case():
+    """Two completions (3 tokens and 1 token), ratio 1, so the surrogate is -A per token and KL is 0."""
+    logprobs = torch.tensor([[-1.0, -1.0, -1.0], [-2.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    return logprobs, mask
+
+
+def test_dapo_takes_the_token_mean_over_the_batch():
+    from r1lab.rl.losses import DAPOLoss
+
+    logprobs, mask = ones_ratio_case()
+    out = DAPOLoss(beta=0.0)(logprobs, logprobs, None, torch.tensor([1.0, -2.0]), mask)
+    assert out.loss.item() == pytest.approx((-1 - 1 - 1 + 2) / 4)
+    grpo = GRPOLoss(beta=0.0)(logprobs, logprobs, None, torch.tensor([1.0, -2.0]), mask)
+    assert grpo.loss.item() == pytest.approx((-1 + 2) / 2)
+
+
+def test_dr_grpo_divides_the_token_sum_by_the_generation_budget():
+    from r1lab.rl.losses import DrGRPOLoss
+
+    logprobs, mask = ones_ratio_case()
+    out = DrGRPOLoss(max_tokens=8, beta=0.0)(logprobs, logprobs, None, torch.tensor([1.0, -2.0]), mask)
+    assert out.loss.item() == pytest.approx((-3 + 2) / (2 * 8))
+
+
+def test_dr_grpo_does_not_favour_long_wrong_answers_where_grpo_does():
+    """Liu et al. (2025): with per-completion length normalisation, each token of a long wrong answer is
+    pushed down less than each token of a short one, so wrong answers drift longer. With a constant
+    denominator every wrong token gets the same push."""
+    from r1lab.rl.losses import DrGRPOLoss
+
+    width = 10
+    mask = torch.zeros(2, width)
+    mask[0, :2] = 1  # a short wrong answer (2 tokens)
+    mask[1, :] = 1  # a long wrong answer (10 tokens)
+    advantages = torch.tensor([-1.0, -1.0])
+    for loss, same_push in ((GRPOLoss(beta=0.0), False), (DrGRPOLoss(max_tokens=width, beta=0.0), True)):
+        logprobs = torch.zeros(2, width, requires_grad=True)
+        loss(logprobs, logprobs.detach(), None, advantages, mask).loss.backward()
+        short_push, long_push = logprobs.grad[0, 0].item(), logprobs.grad[1, 0].item()
+        assert short_push > 0 and long_push > 0  # gradient descent lowers both
+        if same_push:
+            assert long_push == pytest.approx(short_push)
+        else:
+            assert long_push == pytest.approx(short_push * 2 / 10)  # the long answer's tokens are barely punished
+
+
+def test_clip_higher_widens_only_the_upper_side():
+    loss = GRPOLoss(eps=0.2, eps_low=0.2, eps_high=0.28, beta=0.0)
+    logprobs = torch.log(torch.tensor([[1.25, 1.5, 0.75]]))
+    out = loss(logprobs, torch.zeros(1, 3), None, torch.tensor([[1.0, 1.0, -1.0]]), torch.ones(1, 3))
+    # 1.25 < 1.28 is not clipped; 1.5 is clipped to 1.28; 0.75 < 0.8 with A < 0 is clipped to 0.8.
+    assert out.loss.item() == pytest.approx((-1.25 - 1.28 + 0.8) / 3, abs=1e-6)
+    assert out.metrics["clip_frac_high"] == pytest.approx(1 / 3)
+    assert out.metrics["clip_frac_low"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"eps_low": 0.0}, r"loss.eps_low must be in \(0, 1\)"), ({"eps_high": 1.5}, r"loss.eps_high must be in \(0, 1\)"),
+    ({"eps_low": 0.3, "eps_high": 0.2}, "eps_high .* must be >= loss.eps_low"),
+    ({"kl_estimator": "k4"}, r"kl_estimator must be one of \['k1', 'k2', 'k3'\]"),
+])
+def test_bad_loss_options_are_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GRPOLoss(**kwargs)
+
+
+def test_kl_estimators_by_hand():
+    from r1lab.rl.losses import kl_k1, kl_k2
+
+    logprobs, ref = torch.tensor([-1.0]), torch.tensor([-1.5])  # log π - log π_ref = 0.5
+    assert kl_k1(logprobs, ref).item() == pytest.approx(0.5)
+    assert kl_k2(logprobs, ref).item() == pytest.approx(0.125)
+    assert kl_k3(logprobs, ref).item() == pytest.approx(math.exp(-0.5) + 0.5 - 1)
+    loss = GRPOLoss(beta=1.0, kl_estimator="k2")
+    out = loss(logprobs[None], logprobs[None], ref[None], torch.tensor([0.0]), torch.ones(1, 1))
+    assert out.loss.item() == pytest.approx(0.125) and out.metrics["kl"] == pytest.approx(0.125)
+
+
+def make_rollout(truncated):
+    from r1lab.rl.rollout import Rollout
+
+    n = len(truncated)
+    return Rollout(prompts=["p"] * n, completions=["c"] * n, group_size=n, input_ids=torch.zeros(n, 4, dtype=torch.long),
+                   attention_mask=torch.ones(n, 4), completion_mask=torch.tensor([[1.0, 1.0]] * n),
+                   truncated=torch.tensor(truncated), old_logprobs=torch.tensor([[-1.0, -2.0]] * n),
+                   ref_logprobs=torch.tensor([[-1.5, -2.0]] * n))
+
+
+def test_kl_in_reward_moves_the_penalty_from_the_loss_to_the_reward():
+    rollout = make_rollout([False, False])
+    in_reward = GRPOLoss(beta=0.1, kl_in_reward=True, kl_estimator="k1")
+    assert in_reward.reward_penalty(rollout).tolist() == pytest.approx([0.1 * 0.5, 0.1 * 0.5])
+    out = in_reward(rollout.old_logprobs, rollout.old_logprobs, rollout.ref_logprobs, torch.zeros(2), torch.ones(2, 2))
+    assert out.loss.item() == 0.0 and out.metrics["kl"] == pytest.approx(0.25)
+    assert GRPOLoss(beta=0.1).reward_penalty(rollout).tolist() == [0.0, 0.0]
+
+
+def test_mask_truncated_drops_cut_completions_from_the_loss():
+    rollout = make_rollout([False, True])
+    assert GRPOLoss(mask_truncated=True).token_mask(rollout).tolist() == [[1, 1], [0, 0]]
+    assert GRPOLoss().token_mask(rollout).tolist() == [[1, 1], [1, 1]]

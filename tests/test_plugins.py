@@ -88,6 +88,7 @@ def test_an_installed_plugin_adds_a_reward_usable_from_the_command_line(plugin_s
     assert "accuracy │ r1lab " in listing  # core won the clash
     run_dir = tmp_path / "run"
     result = run_cli(["+experiment=r1_zero", "reward=[accuracy,format,shout]", "trainer.max_steps=2",
+                      "rl.prompts_per_step=2", "sampler.max_new_tokens=32",
                       "trainer.enable_progress_bar=false", "reward.shout.weight=0.25", f"hydra.run.dir={run_dir}"],
                      cwd=tmp_path, env=env(plugin_site))
     assert "shout (r1lab-shout 0.3.1)" in result.stdout  # the run header lists plugins and versions
@@ -100,7 +101,7 @@ def test_a_disabled_plugin_is_not_imported_and_its_options_are_unknown(plugin_si
     result = run_cli(["+experiment=r1_zero", "reward=[accuracy,shout]", "trainer.max_steps=1"], cwd=tmp_path,
                      env=env(plugin_site, disable="shout,broken"), check=False)
     assert result.returncode != 0
-    assert "unknown reward option 'shout'. Available: accuracy, format." in result.stderr
+    assert "unknown reward option 'shout'. Available: accuracy, format, overlong." in result.stderr
     listing = run_cli(["list", "reward"], cwd=tmp_path, env=env(plugin_site, disable="shout,broken")).stdout
     assert "shout" not in listing.split("plugins:")[0] and "disabled: broken, shout" in listing
 

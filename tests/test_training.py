@@ -21,7 +21,7 @@ SIGNAL = ["+reward.digits._target_=rewards_for_tests.digit_share", "+reward.digi
 def test_r1_zero_runs_from_the_command_line_and_logs_every_required_tag(tmp_path):
     run_dir = tmp_path / "run"
     run_cli(["+experiment=r1_zero", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
-             f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+             "rl.prompts_per_step=4", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     scalars = read_scalars(run_dir)
     for tag in REQUIRED_TAGS:
         assert [step for step, _ in scalars[tag]] == [0, 1], tag
@@ -29,6 +29,10 @@ def test_r1_zero_runs_from_the_command_line_and_logs_every_required_tag(tmp_path
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert samples and samples[0]["step"] == 0 and {"prompt", "completion", "reward"} <= set(samples[0])
+    report = run_cli(["report", str(run_dir)], cwd=tmp_path).stdout
+    assert "aha.png" in report and (run_dir / "aha.png").stat().st_size > 10_000
+    summary = (run_dir / "summary.md").read_text()
+    assert "`aha/self_verify_rate`" in summary and "`train/accuracy_hard`" in summary
     policy = load_policy(str(run_dir / "policy"))  # the final policy loads as a plain transformers model
     assert policy.model.num_parameters() > 0
     assert policy.tokenizer.decode(policy.tokenizer("<think>12+3</think>")["input_ids"]) == "<think>12+3</think>"
@@ -47,6 +51,7 @@ def test_resumed_run_continues_the_same_run(tmp_path):
     assert checkpoint.is_file()
     resumed = run(tmp_path, "resumed", [*common, "trainer.max_steps=4", f"resume={checkpoint}"])
     full_scalars, resumed_scalars = read_scalars(full), read_scalars(resumed)
+    assert [s for s, _ in resumed_scalars["train/reward"]] == [2, 3]
     # The policy really changes between steps (otherwise equality would be trivial) ...
     assert full_scalars["train/grad_norm"][2][1] > 0 and full_scalars["train/kl"][3][1] > 0
     # ... and every metric of steps 2 and 3 is the same in both runs (timings aside).
@@ -54,7 +59,7 @@ def test_resumed_run_continues_the_same_run(tmp_path):
         if tag.startswith("perf/") or tag == "epoch":
             continue
         after = [(s, v) for s, v in values if s >= 2]
-        assert [s for s, _ in resumed_scalars[tag]] == [s for s, _ in after] == [2, 3], tag
+        assert [s for s, _ in resumed_scalars[tag]] == [s for s, _ in after], tag
         assert [v for _, v in resumed_scalars[tag]] == pytest.approx([v for _, v in after], rel=1e-5, abs=1e-7), tag
 
 
@@ -110,6 +115,6 @@ def test_command_line_errors_are_readable(tmp_path):
     assert "group_size must be >= 2, got 1" in result.stderr
     result = run_cli(["+experiment=r1_zero", "advantage=grpp"], cwd=tmp_path, check=False)
     assert result.returncode == 2
-    assert "unknown advantage option 'grpp'. Did you mean 'grpo'? Available: grpo." in result.stderr
+    assert "unknown advantage option 'grpp'. Did you mean 'grpo'? Available: dr_grpo, grpo, reinforce_pp, rloo." in result.stderr
     result = run_cli(["-m", "reward=[accuracy],[accuracy,formt]"], cwd=tmp_path, check=False)
     assert result.returncode == 2 and "unknown reward option 'formt'" in result.stderr

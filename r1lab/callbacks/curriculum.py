@@ -13,9 +13,10 @@ class CurriculumUpdate(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        rollout = outputs["rollout"]
+        rollout = outputs["rollout"]  # its groups may differ from `batch` under dynamic sampling
+        indices = rollout.columns["index"][:: rollout.group_size]
         per_prompt = {"reward": rollout.grouped(rollout.rewards).mean(1).tolist()}
         accuracy = outputs["scored"].terms.get("accuracy")
         if accuracy is not None:
             per_prompt["accuracy"] = rollout.grouped(accuracy).nanmean(1).tolist()
-        trainer.datamodule.curriculum.update(batch.indices, per_prompt)
+        trainer.datamodule.curriculum.update(indices, per_prompt)

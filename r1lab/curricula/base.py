@@ -14,6 +14,9 @@ from typing import Any
 from torch.utils.data import Sampler
 
 
+EXTRA_DRAW_OFFSET = 1_000_003  # steps between the main stream and each extra-draw stream
+
+
 class Curriculum(Sampler[list[int]]):
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
@@ -31,6 +34,11 @@ class Curriculum(Sampler[list[int]]):
     def batch_at(self, step: int) -> list[int]:
         """The prompt indices for RL step `step` (0-based)."""
         raise NotImplementedError
+
+    def extra_batch_at(self, step: int, draw: int) -> list[int]:
+        """Prompts for extra sampling rounds of `step` (dynamic sampling): by default far-ahead positions of the
+        curriculum's own stream, so they follow its mixture and are the same when a run is resumed."""
+        return self.batch_at(step + draw * EXTRA_DRAW_OFFSET)
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.position

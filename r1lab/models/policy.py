@@ -7,14 +7,16 @@ an error that says how to point at a local folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
-from r1lab.models.tokenizers import build_char_tokenizer
+from r1lab.models.tokenizers import R1_TAGS, build_char_tokenizer
 
 # tokenizer_config classes that mean "a plain `tokenizers` file": load them as PreTrainedTokenizerFast, which
 # keeps its pre-tokenizer (AutoTokenizer may map them to a model-specific class that drops whitespace).
@@ -50,11 +52,12 @@ def _prepare_tokenizer(tokenizer):
     return tokenizer
 
 
-def build_random_model(random_init: dict[str, Any], dtype: torch.dtype) -> Policy:
+def build_random_model(random_init: dict[str, Any], dtype: torch.dtype, extra_tokens: Sequence[str] = R1_TAGS
+                       ) -> Policy:
     """A randomly initialised model from a `transformers` config plus the char-level tokenizer."""
     spec = dict(random_init)
     model_type = spec.pop("model_type", "qwen2")
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_char_tokenizer(extra_tokens)
     config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                   eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **spec)
     model = AutoModelForCausalLM.from_config(config).to(dtype)
@@ -63,18 +66,30 @@ def build_random_model(random_init: dict[str, Any], dtype: torch.dtype) -> Polic
     return Policy(model, tokenizer, f"random init ({model_type}, {model.num_parameters():,} parameters)")
 
 
+def resolve_package_path(name_or_path: str) -> str:
+    """`pkg://package.module/sub/dir` → the folder inside an installed package (e.g. the shipped toy model)."""
+    if not name_or_path.startswith("pkg://"):
+        return name_or_path
+    package, _, inner = name_or_path[len("pkg://"):].partition("/")
+    return str(resources.files(package).joinpath(inner))
+
+
 def load_policy(name_or_path: str | None = None, random_init: dict[str, Any] | None = None,
-                dtype: str = "float32", offline: bool = True) -> Policy:
-    """Load a causal LM and its tokenizer from `name_or_path`, or build one from `random_init`."""
+                dtype: str = "float32", offline: bool = True, extra_tokens: Sequence[str] = R1_TAGS) -> Policy:
+    """Load a causal LM and its tokenizer from `name_or_path`, or build one from `random_init`.
+
+    `name_or_path` may be a local folder, `pkg://<package>/<folder>` (a model shipped in a package), or a hub
+    id already in the local cache. `extra_tokens` are whole-word tokens of the random-init char tokenizer.
+    """
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise ModelLoadError(f"model.dtype={dtype!r} is not a torch dtype; use float32, bfloat16 or float16")
     if name_or_path is None:
         if random_init is None:
             raise ModelLoadError("set model.name_or_path (a local model folder) or model.random_init (a config)")
-        policy = build_random_model(dict(random_init), torch_dtype)
+        policy = build_random_model(dict(random_init), torch_dtype, list(extra_tokens))
     else:
-        policy = _load_pretrained(str(name_or_path), torch_dtype, offline)
+        policy = _load_pretrained(resolve_package_path(str(name_or_path)), torch_dtype, offline)
     _prepare_tokenizer(policy.tokenizer)
     return policy
 

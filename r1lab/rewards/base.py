@@ -37,6 +37,18 @@ class ScoredRollout:
     failures: dict[str, int]  # name -> completions the term raised on
     nonfinite: int  # values that were NaN/inf numbers (a bug in a reward, not "not applicable")
 
+    def select(self, rows: list[int]) -> ScoredRollout:
+        index = torch.tensor(rows, dtype=torch.long)
+        return ScoredRollout(self.total[index], {k: v[index] for k, v in self.terms.items()}, dict(self.failures),
+                             int((~torch.isfinite(self.total[index])).sum()))
+
+    @staticmethod
+    def concat(parts: list[ScoredRollout]) -> ScoredRollout:
+        failures = {k: sum(p.failures.get(k, 0) for p in parts) for k in parts[0].failures}
+        return ScoredRollout(torch.cat([p.total for p in parts]),
+                             {k: torch.cat([p.terms[k] for p in parts]) for k in parts[0].terms}, failures,
+                             sum(p.nonfinite for p in parts))
+
 
 class RewardSet:
     def __init__(self, terms: Mapping[str, tuple[RewardFn, float]]):

@@ -13,12 +13,23 @@ import torch
 from torch import Tensor
 
 from r1lab.registry import LOSSES
+from r1lab.rl.rollout import Rollout
 
 
 @dataclass
 class LossOutput:
     loss: Tensor  # scalar, differentiable
     metrics: dict[str, float]  # kl, clip_frac, ... (detached floats)
+
+
+def kl_k1(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """k1 = log π - log π_ref: unbiased, high variance, can be negative per token."""
+    return logprobs - ref_logprobs
+
+
+def kl_k2(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """k2 = ½ (log π - log π_ref)²: biased, low variance, >= 0."""
+    return 0.5 * (logprobs - ref_logprobs) ** 2
 
 
 def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
@@ -30,24 +41,63 @@ def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
     return torch.exp(log_ratio) - log_ratio - 1.0
 
 
+KL_ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}  # Schulman, "Approximating KL divergence" (2020)
+
+
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 class PolicyLoss:
-    """Clipped surrogate (PPO) with an optional KL term against a frozen reference policy."""
+    """Clipped surrogate (PPO) with a KL term against a frozen reference policy.
 
-    def __init__(self, eps: float = 0.2, beta: float = 0.04):
+    - `eps`, or `eps_low`/`eps_high` for DAPO's clip-higher: the ratio is clipped to [1 - eps_low, 1 + eps_high].
+    - `beta` weighs the KL (`kl_estimator` k1, k2 or k3); `kl_in_reward` moves it from the loss into the reward
+      (r_i - β Σ_t KL_t, before advantages), as PPO-RLHF and REINFORCE++ do.
+    - `mask_truncated`: no loss on completions cut by max_new_tokens (DAPO's overlong filtering).
+    """
+
+    def __init__(self, eps: float = 0.2, beta: float = 0.04, eps_low: float | None = None,
+                 eps_high: float | None = None, kl_estimator: str = "k3", kl_in_reward: bool = False,
+                 mask_truncated: bool = False):
         if not eps > 0:
             raise ValueError(f"loss.eps must be > 0 (the clip range is 1 ± eps), got {eps}")
+        for name, value in (("eps_low", eps_low), ("eps_high", eps_high)):
+            if value is not None and not 0 < value < 1:
+                raise ValueError(f"loss.{name} must be in (0, 1), got {value}")
+        self.eps_low = float(eps if eps_low is None else eps_low)
+        self.eps_high = float(eps if eps_high is None else eps_high)
+        if self.eps_high < self.eps_low:
+            raise ValueError(f"loss.eps_high ({self.eps_high}) must be >= loss.eps_low ({self.eps_low}): clip-higher "
+                             "widens the upper side")
         if beta < 0:
             raise ValueError(f"loss.beta must be >= 0 (the KL weight; 0 disables the reference model), got {beta}")
+        if kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"loss.kl_estimator must be one of {sorted(KL_ESTIMATORS)}, got {kl_estimator!r}")
         self.eps = float(eps)
         self.beta = float(beta)
+        self.kl = KL_ESTIMATORS[kl_estimator]
+        self.kl_in_reward = bool(kl_in_reward)
+        self.mask_truncated = bool(mask_truncated)
 
     @property
     def needs_reference(self) -> bool:
         return self.beta > 0
+
+    def token_mask(self, rollout: Rollout) -> Tensor:
+        """The tokens this loss trains on."""
+        if self.mask_truncated:
+            return rollout.completion_mask * (~rollout.truncated).unsqueeze(1).to(rollout.completion_mask.dtype)
+        return rollout.completion_mask
+
+    def reward_penalty(self, rollout: Rollout) -> Tensor:
+        """β Σ_t KL_t per completion when `kl_in_reward`, else zeros: subtracted from rewards before advantages."""
+        if not (self.kl_in_reward and self.beta > 0):
+            return torch.zeros(rollout.num_completions, device=rollout.completion_mask.device)
+        if rollout.old_logprobs is None or rollout.ref_logprobs is None:
+            raise ValueError("loss.kl_in_reward needs the rollout's old and reference log-probs")
+        kl = self.kl(rollout.old_logprobs, rollout.ref_logprobs) * rollout.completion_mask
+        return self.beta * kl.sum(-1)
 
     def aggregate(self, per_token: Tensor, mask: Tensor) -> Tensor:
         raise NotImplementedError
@@ -58,21 +108,20 @@ class PolicyLoss:
         if advantages.dim() == 1:  # per-completion advantages apply to every token
             advantages = advantages.unsqueeze(1)
         ratio = torch.exp(logprobs - old_logprobs)
-        clipped = torch.clamp(ratio, 1.0 - self.eps, 1.0 + self.eps)
+        clipped = torch.clamp(ratio, 1.0 - self.eps_low, 1.0 + self.eps_high)
         per_token = -torch.minimum(ratio * advantages, clipped * advantages)
         metrics: dict[str, float] = {}
-        if self.beta > 0:
-            if ref_logprobs is None:
-                raise ValueError("loss.beta > 0 needs reference log-probs")
-            kl = kl_k3(logprobs, ref_logprobs)
-            per_token = per_token + self.beta * kl
+        if ref_logprobs is not None:
+            kl = self.kl(logprobs, ref_logprobs)
+            if self.beta > 0 and not self.kl_in_reward:
+                per_token = per_token + self.beta * kl
             metrics["kl"] = masked_mean(kl.detach(), mask).item()
-        elif ref_logprobs is not None:
-            metrics["kl"] = masked_mean(kl_k3(logprobs, ref_logprobs).detach(), mask).item()
+        elif self.beta > 0 and not self.kl_in_reward:
+            raise ValueError("loss.beta > 0 needs reference log-probs")
         with torch.no_grad():
             # A token is clipped when the clamp is the active side of the min (no gradient flows).
-            low = (ratio < 1.0 - self.eps) & (advantages < 0)
-            high = (ratio > 1.0 + self.eps) & (advantages > 0)
+            low = (ratio < 1.0 - self.eps_low) & (advantages < 0)
+            high = (ratio > 1.0 + self.eps_high) & (advantages > 0)
             metrics["clip_frac_low"] = masked_mean(low.to(mask.dtype), mask).item()
             metrics["clip_frac_high"] = masked_mean(high.to(mask.dtype), mask).item()
             metrics["clip_frac"] = metrics["clip_frac_low"] + metrics["clip_frac_high"]
@@ -90,3 +139,32 @@ class GRPOLoss(PolicyLoss):
     def aggregate(self, per_token: Tensor, mask: Tensor) -> Tensor:
         per_sequence = (per_token * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
         return per_sequence.mean()
+
+
+@LOSSES.register("dapo")
+class DAPOLoss(PolicyLoss):
+    """DAPO (Yu et al., 2025): token-mean over the whole batch, Σ_it x_it / Σ_i |o_i|.
+
+    Every token weighs the same, so long completions are not down-weighted per token as in GRPO.
+    """
+
+    def aggregate(self, per_token: Tensor, mask: Tensor) -> Tensor:
+        return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+@LOSSES.register("dr_grpo")
+class DrGRPOLoss(PolicyLoss):
+    """Dr. GRPO (Liu et al., 2025): token-sum divided by a constant, N × the generation budget.
+
+    Dividing by each completion's own length (GRPO) shrinks the per-token penalty of long wrong answers;
+    a constant denominator removes that length bias.
+    """
+
+    def __init__(self, max_tokens: int = 256, **kwargs):
+        super().__init__(**kwargs)
+        if max_tokens < 1:
+            raise ValueError(f"loss.max_tokens (the generation budget) must be >= 1, got {max_tokens}")
+        self.max_tokens = int(max_tokens)
+
+    def aggregate(self, per_token: Tensor, mask: Tensor) -> Tensor:
+        return (per_token * mask).sum() / (per_token.shape[0] * self.max_tokens)

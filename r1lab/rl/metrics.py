@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from r1lab.rewards.answers import extract_answer
 from r1lab.rewards.base import ScoredRollout
 from r1lab.rl.rollout import Rollout
+from r1lab.selfcheck import self_verify_rate
 
 
 def zero_std_fraction(rollout: Rollout) -> float:
@@ -15,7 +18,22 @@ def zero_std_fraction(rollout: Rollout) -> float:
     return (grouped.max(dim=1).values == grouped.min(dim=1).values).float().mean().item()
 
 
-def rollout_metrics(rollout: Rollout, scored: ScoredRollout, accuracy: torch.Tensor) -> dict[str, float]:
+def accuracy_by_difficulty(rollout: Rollout, accuracy: torch.Tensor, hard_difficulty: Any) -> dict[str, float]:
+    """`train/accuracy_d<k>` per difficulty label in the batch, and `train/accuracy_hard` for the task's hardest."""
+    difficulty = rollout.columns.get("difficulty")
+    if difficulty is None:
+        return {}
+    metrics = {}
+    for level in sorted(set(difficulty)):
+        picked = accuracy[[i for i, d in enumerate(difficulty) if d == level]]
+        metrics[f"train/accuracy_d{level}"] = picked.float().mean().item()
+    if hard_difficulty is not None and hard_difficulty in difficulty:
+        metrics["train/accuracy_hard"] = metrics[f"train/accuracy_d{hard_difficulty}"]
+    return metrics
+
+
+def rollout_metrics(rollout: Rollout, scored: ScoredRollout, accuracy: torch.Tensor, hard_difficulty: Any = None
+                    ) -> dict[str, float]:
     lengths = rollout.completion_lengths.float()
     metrics = {
         "train/reward": scored.total.mean().item(),
@@ -27,7 +45,9 @@ def rollout_metrics(rollout: Rollout, scored: ScoredRollout, accuracy: torch.Ten
         "train/no_answer_frac": sum(extract_answer(c) is None for c in rollout.completions) / len(rollout.completions),
         "train/zero_std_frac": zero_std_fraction(rollout),
         "train/nonfinite_rewards": float(scored.nonfinite),
+        "aha/self_verify_rate": self_verify_rate(rollout.completions),
     }
+    metrics |= accuracy_by_difficulty(rollout, accuracy, hard_difficulty)
     for name, values in scored.terms.items():
         applicable = values[~values.isnan()]
         metrics[f"train/reward/{name}"] = applicable.mean().item() if len(applicable) else float("nan")

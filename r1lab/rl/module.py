@@ -36,7 +36,8 @@ class RLModule(pl.LightningModule):
     def __init__(self, policy: Policy, sampler: Sampler, rewards: RewardSet, advantage: AdvantageEstimator,
                  loss: PolicyLoss, lr: float = 1e-5, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
                  warmup_steps: int = 0, max_grad_norm: float | None = 1.0, ppo_epochs: int = 1,
-                 num_minibatches: int = 1, max_consecutive_skips: int = 10):
+                 num_minibatches: int = 1, max_consecutive_skips: int = 10, dynamic_sampling: bool = False,
+                 max_draws: int = 4):
         super().__init__()
         if ppo_epochs < 1 or num_minibatches < 1:
             raise ValueError(f"rl.ppo_epochs and rl.num_minibatches must be >= 1, got {ppo_epochs}, {num_minibatches}")
@@ -51,28 +52,35 @@ class RLModule(pl.LightningModule):
         self.max_grad_norm = max_grad_norm
         self.ppo_epochs, self.num_minibatches = ppo_epochs, num_minibatches
         self.max_consecutive_skips = max_consecutive_skips
+        if max_draws < 1:
+            raise ValueError(f"rl.dynamic_sampling.max_draws must be >= 1, got {max_draws}")
+        self.dynamic_sampling, self.max_draws = dynamic_sampling, max_draws
         self.consecutive_skips = 0
+        self.hard_difficulty = None  # the task's hardest difficulty label, for train/accuracy_hard
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.hard_difficulty = getattr(getattr(datamodule, "task", None), "hard_difficulty", None)
 
     # ------------------------------------------------------------------------------------------ the step
     def training_step(self, batch: PromptBatch, batch_idx: int) -> dict[str, Any]:
         started = time.perf_counter()
         with torch.no_grad():
-            # 1. Rollout: G completions per prompt from the current policy.
+            # 1-2. Rollout (G completions per prompt from the current policy) and reward (a weighted sum of
+            #      named terms per completion); with dynamic sampling, more prompts until groups differ.
             self.policy.eval()
-            rollout = self.sampler.rollout(self.policy, self.tokenizer, batch)
+            rollout, scored, draws = self.sample_and_score(batch)
             rollout_s = time.perf_counter() - started
-            # 2. Reward: a weighted sum of named terms for each completion.
-            scored = self.rewards(rollout.prompts, rollout.completions, rollout.columns)
-            rollout.rewards = scored.total.to(self.device)
-            # 3. Advantage: how much better each completion is than its group.
-            rollout.advantages = self.advantage(rollout)
-            # 4. Log-probs the loss compares against: the pre-update policy (only needed when a rollout
-            #    feeds several optimizer steps) and the frozen reference (only needed for the KL term).
-            if self.ppo_epochs * self.num_minibatches > 1:
+            # 3. Log-probs the loss compares against: the pre-update policy (needed when a rollout feeds
+            #    several optimizer steps, or for a KL reward penalty) and the frozen reference (for the KL).
+            if self.ppo_epochs * self.num_minibatches > 1 or self.loss.kl_in_reward:
                 rollout.old_logprobs = self.logprobs(self.policy, rollout)
             if self.ref_policy is not None:
                 rollout.ref_logprobs = self.logprobs(self.ref_policy, rollout)
-        metrics = rollout_metrics(rollout, scored, self.accuracy_of(rollout, scored))
+            rollout.rewards = scored.total.to(self.device) - self.loss.reward_penalty(rollout)
+            # 4. Advantage: how much better each completion is than its baseline.
+            rollout.advantages = self.advantage(rollout)
+        metrics = rollout_metrics(rollout, scored, self.accuracy_of(rollout, scored), self.hard_difficulty)
 
         # 5. Loss and optimizer steps: ppo_epochs passes over shuffled minibatches of the rollout.
         self.policy.train()
@@ -83,6 +91,7 @@ class RLModule(pl.LightningModule):
                     updates.append(self.update(minibatch))
         metrics |= self.summarise_updates(updates)
 
+        metrics["train/dynamic_sampling_draws"] = float(draws)
         metrics["perf/step_s"] = time.perf_counter() - started
         metrics["perf/rollout_s"] = rollout_s
         metrics["perf/rollout_tokens_per_s"] = rollout.completion_lengths.sum().item() / max(rollout_s, 1e-9)
@@ -92,12 +101,45 @@ class RLModule(pl.LightningModule):
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(batch))
         return {"rollout": rollout, "scored": scored, "metrics": metrics}
 
+    def sample_and_score(self, batch: PromptBatch) -> tuple[Rollout, ScoredRollout, int]:
+        """Sample and score `batch`. With dynamic sampling (DAPO), drop groups whose rewards are all equal
+        (they carry no signal) and draw more prompts until the batch is full again, at most `max_draws`
+        draws in all; if no group differs at all, the first draw is kept as it is."""
+        rollout = self.sampler.rollout(self.policy, self.tokenizer, batch)
+        scored = self.rewards(rollout.prompts, rollout.completions, rollout.reward_columns())
+        if not self.dynamic_sampling:
+            return rollout, scored, 1
+        wanted, first = rollout.num_groups, (rollout, scored)
+        kept: list[tuple[Rollout, ScoredRollout]] = []
+        draws = 1
+        while True:
+            totals = rollout.grouped(scored.total)
+            informative = [g for g in range(rollout.num_groups) if totals[g].max() > totals[g].min()]
+            if informative:
+                rows = [g * rollout.group_size + k for g in informative for k in range(rollout.group_size)]
+                kept.append((rollout.select_groups(informative), scored.select(rows)))
+            have = sum(r.num_groups for r, _ in kept)
+            if have >= wanted or draws >= self.max_draws:
+                break
+            extra = self.trainer.datamodule.extra_batch(draws)
+            rollout = self.sampler.rollout(self.policy, self.tokenizer, extra)
+            scored = self.rewards(rollout.prompts, rollout.completions, rollout.reward_columns())
+            draws += 1
+        if not kept:
+            return *first, draws
+        merged = Rollout.concat([r for r, _ in kept], self.tokenizer.pad_token_id)
+        merged_scores = ScoredRollout.concat([s for _, s in kept])
+        groups = list(range(min(wanted, merged.num_groups)))
+        rows = [g * merged.group_size + k for g in groups for k in range(merged.group_size)]
+        return merged.select_groups(groups), merged_scores.select(rows), draws
+
     def update(self, minibatch: Rollout) -> dict[str, float]:
         """One optimizer step on a minibatch; skipped (and reported) when the loss is not finite."""
         optimizer = self.optimizers()
-        logprobs = self.logprobs(self.policy, minibatch)
+        logprobs, entropy = completion_logprobs(self.policy, minibatch, self.sampler.temperature, with_entropy=True)
         old = minibatch.old_logprobs if minibatch.old_logprobs is not None else logprobs.detach()
-        out = self.loss(logprobs, old, minibatch.ref_logprobs, minibatch.advantages, minibatch.completion_mask)
+        mask = self.loss.token_mask(minibatch)
+        out = self.loss(logprobs, old, minibatch.ref_logprobs, minibatch.advantages, mask)
         if not torch.isfinite(out.loss):
             return {"skipped": 1.0}
         optimizer.zero_grad()
@@ -108,7 +150,9 @@ class RLModule(pl.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
         optimizer.step()
         self.lr_schedulers().step()
-        return {"loss": out.loss.item(), "grad_norm": grad_norm, "skipped": 0.0, **out.metrics}
+        entropy = (entropy * minibatch.completion_mask).sum() / minibatch.completion_mask.sum().clamp_min(1.0)
+        return {"loss": out.loss.item(), "grad_norm": grad_norm, "entropy": entropy.item(), "skipped": 0.0,
+                **out.metrics}
 
     # ----------------------------------------------------------------------------------------- helpers
     def logprobs(self, model: torch.nn.Module, rollout: Rollout) -> Tensor:

@@ -52,6 +52,14 @@ class Rollout:
     def completion_lengths(self) -> Tensor:
         return self.completion_mask.sum(-1)
 
+    def completion_token_lists(self) -> list[list[int]]:
+        """Each completion's token ids (EOS included, padding dropped), as TRL passes `completion_ids`."""
+        return [ids[mask.bool()].tolist() for ids, mask in zip(self.completion_ids, self.completion_mask)]
+
+    def reward_columns(self) -> dict[str, list[Any]]:
+        """What every reward gets besides prompts and completions: the task columns and `completion_ids`."""
+        return {**self.columns, "completion_ids": self.completion_token_lists()}
+
     def grouped(self, values: Tensor) -> Tensor:
         """(N, ...) → (B, G, ...)."""
         return values.view(self.num_groups, self.group_size, *values.shape[1:])
@@ -69,6 +77,46 @@ class Rollout:
             elif isinstance(value, dict):
                 picked[f.name] = {k: [v[i] for i in rows] for k, v in value.items()}
         return replace(self, **picked)
+
+    def select_groups(self, groups: list[int]) -> Rollout:
+        """Whole groups (by group number), keeping the prompt-major layout."""
+        rows = [g * self.group_size + k for g in groups for k in range(self.group_size)]
+        return self.select(torch.tensor(rows, dtype=torch.long))
+
+    @staticmethod
+    def concat(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
+        """Rows of several rollouts of the same group size: prompts re-padded on the left, completions on
+        the right, so the layout stays "prompt block + completion block"."""
+        if len(rollouts) == 1:
+            return rollouts[0]
+        prompt_width = max(r.prompt_length for r in rollouts)
+        completion_width = max(r.completion_mask.shape[1] for r in rollouts)
+
+        def pad(r: Rollout, tensor: Tensor, value: float, completion_only: bool = False) -> Tensor:
+            left = 0 if completion_only else prompt_width - r.prompt_length
+            right = completion_width - r.completion_mask.shape[1]
+            return torch.nn.functional.pad(tensor, (left, right), value=value)
+
+        merged = {}
+        for f in fields(Rollout):
+            values = [getattr(r, f.name) for r in rollouts]
+            if f.name == "group_size":
+                merged[f.name] = values[0]
+            elif f.name == "input_ids":
+                merged[f.name] = torch.cat([pad(r, r.input_ids, pad_token_id) for r in rollouts])
+            elif f.name == "attention_mask":
+                merged[f.name] = torch.cat([pad(r, r.attention_mask, 0) for r in rollouts])
+            elif values[0] is None:
+                merged[f.name] = None
+            elif isinstance(values[0], list):
+                merged[f.name] = [item for v in values for item in v]
+            elif isinstance(values[0], dict):
+                merged[f.name] = {k: [item for v in values for item in v[k]] for k in values[0]}
+            elif values[0].dim() == 2:  # per-token tensors span the completion block
+                merged[f.name] = torch.cat([pad(r, v, 0, completion_only=True) for r, v in zip(rollouts, values)])
+            else:
+                merged[f.name] = torch.cat(values)
+        return Rollout(**merged)
 
     def minibatches(self, num_minibatches: int, generator: torch.Generator | None = None) -> list[Rollout]:
         """Split rows into `num_minibatches` shuffled minibatches of (nearly) equal size."""
@@ -93,7 +141,9 @@ class PromptBatch:
         return cls([r["prompt"] for r in rows], {k: [r[k] for r in rows] for k in keys}, [r["index"] for r in rows])
 
     def repeat(self, times: int) -> tuple[list[str], dict[str, list[Any]]]:
-        """Prompts and columns with each row repeated `times` times in place (prompt-major)."""
+        """Prompts and columns with each row repeated `times` times in place (prompt-major); the column
+        `index` holds each row's position in the task."""
         prompts = [p for p in self.prompts for _ in range(times)]
         columns = {k: [v for v in values for _ in range(times)] for k, values in self.columns.items()}
+        columns["index"] = [i for i in self.indices for _ in range(times)]
         return prompts, columns

@@ -9,6 +9,7 @@ class PromptTask:
     """Holds the prompts of one task. Subclasses fill `self.rows` in `__init__`."""
 
     name = "task"
+    hard_difficulty: Any = None  # the label of the hardest slice (train/accuracy_hard), if rows have `difficulty`
 
     def __init__(self, prompt_template: str = "{question}"):
         if "{question}" not in prompt_template:

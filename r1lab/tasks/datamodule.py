@@ -26,6 +26,11 @@ class PromptDataModule(pl.LightningDataModule):
         return DataLoader(self.task.rows, batch_sampler=self.curriculum, collate_fn=PromptBatch.collate,
                           generator=torch.Generator().manual_seed(self.seed))
 
+    def extra_batch(self, draw: int) -> PromptBatch:
+        """Prompts for the `draw`-th extra sampling round of the current step (dynamic sampling)."""
+        indices = self.curriculum.extra_batch_at(self.curriculum.position, draw)
+        return PromptBatch.collate([self.task.rows[i] for i in indices])
+
     def state_dict(self) -> dict[str, Any]:
         return {"curriculum": self.curriculum.state_dict()}
 

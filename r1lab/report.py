@@ -1,0 +1,104 @@
+"""`python -m r1lab report <run dir>`: plots and a summary from a run's TensorBoard logs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+# The aha signature: what R1-Zero says rises together.
+AHA_METRICS = (("aha/self_verify_rate", "self-verify rate"), ("train/completion_len", "completion length (tokens)"),
+               ("train/accuracy_hard", "accuracy on the hardest problems"))
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series in `<run dir>/tb` as (step, value) pairs, read with tensorboard's reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = Path(run_dir) / "tb"
+    if not tb.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no tb/ folder: is it an r1lab run directory?")
+    accumulator = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+@dataclass
+class StartEnd:
+    start: float
+    end: float
+
+
+def start_end(series: list[tuple[int, float]], window: int = 5) -> StartEnd:
+    """Means of the first and the last `window` finite values."""
+    values = [v for _, v in series if math.isfinite(v)]
+    if not values:
+        return StartEnd(math.nan, math.nan)
+    return StartEnd(sum(values[:window]) / len(values[:window]), sum(values[-window:]) / len(values[-window:]))
+
+
+def aha_step(scalars: dict[str, list[tuple[int, float]]]) -> int | None:
+    points = scalars.get("aha/step")
+    return int(points[0][1]) if points else None
+
+
+def plot_aha(scalars: dict[str, list[tuple[int, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    moment = aha_step(scalars)
+    figure, axes = plt.subplots(len(AHA_METRICS), 1, figsize=(7, 7.5), sharex=True)
+    for axis, (tag, label) in zip(axes, AHA_METRICS):
+        points = scalars.get(tag, [])
+        axis.plot([s for s, _ in points], [v for _, v in points], lw=1.2)
+        axis.set_ylabel(label, fontsize=8)
+        if not points:
+            axis.text(0.5, 0.5, f"{tag} not logged", transform=axis.transAxes, ha="center")
+        if moment is not None:
+            axis.axvline(moment, color="crimson", ls="--", lw=1)
+    axes[0].set_title("aha moment" + (f" at step {moment}" if moment is not None else ": not detected"))
+    axes[-1].set_xlabel("RL step")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def summary_markdown(run_dir: Path, scalars: dict[str, list[tuple[int, float]]]) -> str:
+    moment = aha_step(scalars)
+    lines = [f"# Run summary: {run_dir}", "",
+             f"Aha moment: {'step ' + str(moment) if moment is not None else 'not detected'}", "",
+             "| metric | start (first 5 steps) | end (last 5 steps) | change |", "|---|---|---|---|"]
+    tags = [t for t, _ in AHA_METRICS] + ["train/accuracy", "train/reward", "train/kl"]
+    for tag in tags:
+        if tag not in scalars:
+            lines.append(f"| `{tag}` | missing | missing | |")
+            continue
+        values = start_end(scalars[tag])
+        lines.append(f"| `{tag}` | {values.start:.3f} | {values.end:.3f} | {values.end - values.start:+.3f} |")
+    steps = max((s for series in scalars.values() for s, _ in series), default=-1) + 1
+    lines += ["", f"Steps logged: {steps}.", ""]
+    return "\n".join(lines)
+
+
+def report_run(run_dir: Path) -> list[Path]:
+    scalars = read_scalars(run_dir)
+    plot_aha(scalars, run_dir / "aha.png")
+    (run_dir / "summary.md").write_text(summary_markdown(run_dir, scalars))
+    return [run_dir / "aha.png", run_dir / "summary.md"]
+
+
+def main(args: list[str]) -> int:
+    if len(args) != 1:
+        print("usage: python -m r1lab report <run dir>")
+        return 2
+    run_dir = Path(args[0])
+    try:
+        written = report_run(run_dir)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}")
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
