@@ -71,7 +71,7 @@ class AhaMomentTracker(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         metrics = outputs["metrics"]
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped - 1  # this batch's step on the metrics' axis
+        step = outputs["step"]  # the RL step, as on the metrics' x-axis
         fired = self.detector.update(step, metrics["aha/self_verify_rate"], metrics["train/completion_len"])
         if fired is None:
             return

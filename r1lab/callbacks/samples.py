@@ -19,8 +19,7 @@ class CompletionSamples(pl.Callback):
     @rank_zero_only
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        # The RL step as on the metrics' x-axis (Lightning has already counted this batch).
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped - 1
+        step = outputs["step"]  # the RL step, as on the metrics' x-axis
         if step % self.every_n_steps:
             return
         rollout = outputs["rollout"]

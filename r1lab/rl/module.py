@@ -57,6 +57,7 @@ class RLModule(pl.LightningModule):
         self.dynamic_sampling, self.max_draws = dynamic_sampling, max_draws
         self.consecutive_skips = 0
         self.hard_difficulty = None  # the task's hardest difficulty label, for train/accuracy_hard
+        self.rl_step = 0  # RL steps done: the x-axis of every metric (optimizer steps may be more)
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -98,8 +99,8 @@ class RLModule(pl.LightningModule):
         if rollout.sampler_logprobs is not None and rollout.old_logprobs is not None:
             gap = (rollout.sampler_logprobs - rollout.old_logprobs).abs() * rollout.completion_mask
             metrics["perf/logprob_mismatch"] = gap.max().item()
-        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(batch))
-        return {"rollout": rollout, "scored": scored, "metrics": metrics}
+        step = self.log_step(metrics)
+        return {"rollout": rollout, "scored": scored, "metrics": metrics, "step": step}
 
     def sample_and_score(self, batch: PromptBatch) -> tuple[Rollout, ScoredRollout, int]:
         """Sample and score `batch`. With dynamic sampling (DAPO), drop groups whose rewards are all equal
@@ -155,6 +156,22 @@ class RLModule(pl.LightningModule):
                 **out.metrics}
 
     # ----------------------------------------------------------------------------------------- helpers
+    def log_step(self, metrics: dict[str, float]) -> int:
+        """Write this RL step's metrics at x = RL step; returns that step.
+
+        Straight to the logger: Lightning's result collection drops keys first seen on the first batch
+        after a resume (tags such as train/accuracy_d5 come and go with the batch), and resumed runs must
+        log exactly what the uninterrupted run logs.
+        """
+        step = self.rl_step
+        if self.logger is not None:
+            self.logger.log_metrics(metrics, step=step)
+        self.log_dict(metrics, on_step=True, on_epoch=False, logger=False, batch_size=1)  # callback_metrics
+        self.log_dict({"reward": metrics["train/reward"], "acc": metrics["train/accuracy"]}, prog_bar=True,
+                      logger=False, batch_size=1)
+        self.rl_step += 1
+        return step
+
     def logprobs(self, model: torch.nn.Module, rollout: Rollout) -> Tensor:
         return completion_logprobs(model, rollout, self.sampler.temperature)
 
@@ -193,7 +210,7 @@ class RLModule(pl.LightningModule):
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         checkpoint["r1lab_rng"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
                                    "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
-                                   "consecutive_skips": self.consecutive_skips}
+                                   "consecutive_skips": self.consecutive_skips, "rl_step": self.rl_step}
         if torch.cuda.is_available():
             checkpoint["r1lab_rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
@@ -206,5 +223,6 @@ class RLModule(pl.LightningModule):
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
         self.consecutive_skips = state.get("consecutive_skips", 0)
+        self.rl_step = state.get("rl_step", 0)
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
