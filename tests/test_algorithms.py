@@ -77,3 +77,15 @@ def test_several_ppo_epochs_make_the_ratio_and_clipping_matter(tmp_path):
     assert max(v for _, v in scalars["train/clip_frac"]) > 0
     assert max(v for _, v in scalars["perf/logprob_mismatch"]) < 1e-3  # sampler and trainer agree
     assert all(v > 0 for _, v in scalars["train/entropy"])
+
+
+def test_reinforce_pp_with_the_kl_penalty_in_the_reward_trains(tmp_path):
+    run_dir = tmp_path / "rpp"
+    train(compose_config(["+experiment=r1_zero", *QUICK, "trainer.max_steps=3", "rl.prompts_per_step=4",
+                          "advantage=reinforce_pp", "loss.kl_in_reward=true", "loss.kl_estimator=k1",
+                          "rl.optim.lr=1e-3"], output_dir=run_dir))
+    scalars = read_scalars(run_dir)
+    assert [s for s, _ in scalars["train/loss"]] == [0, 1, 2]
+    # The KL is measured (and charged in the reward) once the policy has moved away from the reference.
+    assert scalars["train/kl"][-1][1] != 0.0
+    assert all(abs(v) < 1e3 for _, v in scalars["train/loss"])
