@@ -9,7 +9,7 @@ from r1lab.rl.losses import GRPOLoss, kl_k3
 def test_k3_is_exp_r_minus_r_minus_one():
     logprobs = torch.tensor([[-1.0, -2.0]])
     ref = torch.tensor([[-1.5, -1.0]])
-    r = ref - logprobs  # [-0.5, 1.0]
+    # r = log π_ref - log π = [-0.5, 1.0]
     expected = [math.exp(-0.5) + 0.5 - 1, math.exp(1.0) - 1.0 - 1]
     assert kl_k3(logprobs, ref)[0].tolist() == pytest.approx(expected, rel=1e-6)
     assert kl_k3(logprobs, logprobs).abs().max() == 0

@@ -1,7 +1,6 @@
 """The shipped toy base model and the aha moment it makes possible."""
 
 import json
-import os
 from importlib import resources
 from pathlib import Path
 

@@ -105,7 +105,7 @@ def test_bad_settings_fail_with_a_clear_error(tmp_path, override, message):
 def test_a_task_file_without_its_answer_column_names_column_and_file(tmp_path):
     data = tmp_path / "broken.jsonl"
     data.write_text(json.dumps({"question": "1+1", "solution": "2"}) + "\n")
-    with pytest.raises(InstantiationException, match=rf"broken.jsonl:1 has no column 'answer'"):
+    with pytest.raises(InstantiationException, match=r"broken.jsonl:1 has no column 'answer'"):
         run(tmp_path, "bad", ["task=gsm8k", f"task.path={data}", "trainer.max_steps=1"])
 
 
