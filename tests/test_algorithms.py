@@ -14,6 +14,12 @@ from r1lab.train import train
 QUICK = ["trainer.enable_progress_bar=false", "callbacks.policy=null", "callbacks.checkpoint=null"]
 
 
+def train_and_read(run_dir, overrides: list[str]) -> dict[str, list[tuple[int, float]]]:
+    """A short real run; its TensorBoard scalars."""
+    train(compose_config([*overrides, *QUICK], output_dir=run_dir))
+    return read_scalars(run_dir)
+
+
 def test_overlong_penalty_by_hand():
     reward = OverlongPenalty(max_tokens=10, cache_tokens=4)
     ids = [[1] * n for n in (3, 6, 7, 9, 10, 12)]
@@ -43,10 +49,8 @@ def test_concatenated_rollouts_keep_every_token_in_place():
 
 
 def test_dapo_dynamic_sampling_trains_only_on_groups_that_differ(tmp_path):
-    run_dir = tmp_path / "dapo"
-    train(compose_config(["+experiment=dapo", *QUICK, "trainer.max_steps=3", "rl.prompts_per_step=4",
-                          "sampler.group_size=4", "seed=3"], output_dir=run_dir))
-    scalars = read_scalars(run_dir)
+    scalars = train_and_read(tmp_path / "dapo", ["+experiment=dapo", "trainer.max_steps=3", "rl.prompts_per_step=4",
+                                                 "sampler.group_size=4", "seed=3"])
     draws = [v for _, v in scalars["train/dynamic_sampling_draws"]]
     zero_std = [v for _, v in scalars["train/zero_std_frac"]]
     assert all(1 <= d <= 3 for d in draws)
@@ -56,22 +60,18 @@ def test_dapo_dynamic_sampling_trains_only_on_groups_that_differ(tmp_path):
 
 
 def test_dynamic_sampling_gives_up_after_max_draws_when_no_group_differs(tmp_path):
-    run_dir = tmp_path / "flat"
     # A random model never answers: every group's rewards are equal.
-    train(compose_config(["+experiment=dapo", "model=tiny_random", "reward=[accuracy]", *QUICK, "trainer.max_steps=2",
-                          "rl.prompts_per_step=2", "sampler.group_size=2", "sampler.max_new_tokens=8"],
-                         output_dir=run_dir))
-    scalars = read_scalars(run_dir)
+    scalars = train_and_read(tmp_path / "flat", ["+experiment=dapo", "model=tiny_random", "reward=[accuracy]",
+                                                 "trainer.max_steps=2", "rl.prompts_per_step=2",
+                                                 "sampler.group_size=2", "sampler.max_new_tokens=8"])
     assert [v for _, v in scalars["train/dynamic_sampling_draws"]] == [3.0, 3.0]
     assert [v for _, v in scalars["train/zero_std_frac"]] == [1.0, 1.0]
 
 
 def test_several_ppo_epochs_make_the_ratio_and_clipping_matter(tmp_path):
-    run_dir = tmp_path / "ppo"
-    train(compose_config(["+experiment=r1_zero", *QUICK, "trainer.max_steps=8", "rl.prompts_per_step=4",
-                          "rl.schedule.ppo_epochs=2", "rl.schedule.num_minibatches=2", "rl.optim.lr=1e-3",
-                          "loss.eps=0.05"], output_dir=run_dir))
-    scalars = read_scalars(run_dir)
+    scalars = train_and_read(tmp_path / "ppo", ["+experiment=r1_zero", "trainer.max_steps=8", "rl.prompts_per_step=4",
+                                                "rl.schedule.ppo_epochs=2", "rl.schedule.num_minibatches=2",
+                                                "rl.optim.lr=1e-3", "loss.eps=0.05"])
     # Four optimizer steps per RL step: trainer.max_steps counts optimizer steps.
     assert len(scalars["train/clip_frac"]) == 2
     assert max(v for _, v in scalars["train/clip_frac"]) > 0
@@ -80,11 +80,9 @@ def test_several_ppo_epochs_make_the_ratio_and_clipping_matter(tmp_path):
 
 
 def test_reinforce_pp_with_the_kl_penalty_in_the_reward_trains(tmp_path):
-    run_dir = tmp_path / "rpp"
-    train(compose_config(["+experiment=r1_zero", *QUICK, "trainer.max_steps=3", "rl.prompts_per_step=4",
-                          "advantage=reinforce_pp", "loss.kl_in_reward=true", "loss.kl_estimator=k1",
-                          "rl.optim.lr=1e-3"], output_dir=run_dir))
-    scalars = read_scalars(run_dir)
+    scalars = train_and_read(tmp_path / "rpp", ["+experiment=r1_zero", "trainer.max_steps=3", "rl.prompts_per_step=4",
+                                                "advantage=reinforce_pp", "loss.kl_in_reward=true",
+                                                "loss.kl_estimator=k1", "rl.optim.lr=1e-3"])
     assert [s for s, _ in scalars["train/loss"]] == [0, 1, 2]
     # The KL is measured (and charged in the reward) once the policy has moved away from the reference.
     assert scalars["train/kl"][-1][1] != 0.0
