@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,11 @@ def make_trainer(cfg: DictConfig, callbacks: list[Callback], **overrides: Any) -
     return trainer
 
 
-def rl_stage(cfg: DictConfig) -> float | None:
-    """Reinforcement learning on a task: the RL step in r1lab/rl/module.py, driven by Lightning."""
+def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | None:
+    """Reinforcement learning on a task: the RL step in r1lab/rl/module.py, driven by Lightning.
+
+    `callbacks` are added to the config's (for programs that drive r1lab, e.g. benchmarks/vs_trl.py).
+    """
     sampler = instantiate(cfg.sampler)  # cheap validation first: bad options fail before the model loads
     loss = instantiate(cfg.loss)
     advantage = instantiate(cfg.advantage)
@@ -65,13 +69,15 @@ def rl_stage(cfg: DictConfig) -> float | None:
     task = instantiate(cfg.task)
     datamodule = PromptDataModule(task, instantiate(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
     policy = instantiate(cfg.model)
+    monitor = [cfg.get("optimized_metric")] + [c.get("monitor") for c in cfg.callbacks.values() if c is not None]
     module = RLModule(policy, sampler, rewards, advantage, loss, **cfg.rl.optim, **cfg.rl.schedule,
-                      dynamic_sampling=cfg.rl.dynamic_sampling.enabled, max_draws=cfg.rl.dynamic_sampling.max_draws)
+                      dynamic_sampling=cfg.rl.dynamic_sampling.enabled, max_draws=cfg.rl.dynamic_sampling.max_draws,
+                      monitor=monitor)
 
-    trainer = make_trainer(cfg, callbacks=[CurriculumUpdate()])
+    trainer = make_trainer(cfg, callbacks=[CurriculumUpdate(), *callbacks])
     if trainer.is_global_zero:
         print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir)))
 
-    value = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
+    value = module.last_metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or not math.isfinite(float(value)) else float(value)

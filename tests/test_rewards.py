@@ -29,6 +29,16 @@ def test_answers_match_under_math_verify(gold, predicted, same):
     assert answers_match(gold, predicted) is same
 
 
+def test_the_plain_number_fast_path_agrees_with_math_verify():
+    from math_verify import parse, verify
+
+    pairs = [("18", "18"), ("18", "18.0"), ("18", "19"), ("-7", "-7"), ("-7", "7"), ("0.50", "0.5"), ("007", "7"),
+             ("123456789", "123456789"), ("123456789", "123456788"), ("1.25", "1.250"), ("0", "-0"), ("3.1", "3.01")]
+    for gold, predicted in pairs:
+        reference = verify(parse(f"\\boxed{{{gold}}}"), parse(f"\\boxed{{{predicted}}}"))
+        assert answers_match(gold, predicted) is reference, (gold, predicted)
+
+
 def test_accuracy_and_format_follow_the_r1_template():
     prompts = ["Q"] * 4
     completions = ["<think>2+2</think> <answer>4</answer>", "<think>hm</think><answer>5</answer>",

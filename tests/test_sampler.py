@@ -21,8 +21,12 @@ def batch(*prompts: str) -> PromptBatch:
     return PromptBatch(list(prompts), {"answer": [str(i) for i in range(len(prompts))]}, list(range(len(prompts))))
 
 
-def test_rollout_has_group_size_completions_per_prompt_with_consistent_tensors(policy):
-    sampler = HFSampler(group_size=3, max_new_tokens=12)
+ENGINES = ["lean", "generate"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rollout_has_group_size_completions_per_prompt_with_consistent_tensors(policy, engine):
+    sampler = HFSampler(group_size=3, max_new_tokens=12, engine=engine)
     rollout = sampler.rollout(policy.model, policy.tokenizer, batch("User: 1+2", "User: 10+20=?"))
     assert rollout.num_completions == 6 and rollout.num_groups == 2
     assert rollout.prompts == ["User: 1+2"] * 3 + ["User: 10+20=?"] * 3
@@ -38,8 +42,9 @@ def test_rollout_has_group_size_completions_per_prompt_with_consistent_tensors(p
         assert policy.tokenizer.decode(kept if cut else kept[:-1]) == text
 
 
-def test_sampler_logprobs_match_a_forward_pass(policy):
-    sampler = HFSampler(group_size=4, temperature=0.7, max_new_tokens=16)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sampler_logprobs_match_a_forward_pass(policy, engine):
+    sampler = HFSampler(group_size=4, temperature=0.7, max_new_tokens=16, engine=engine)
     rollout = sampler.rollout(policy.model, policy.tokenizer, batch("User: 123+456", "User: 7+8"))
     with torch.no_grad():
         forward = completion_logprobs(policy.model, rollout, temperature=0.7)
@@ -57,6 +62,7 @@ def test_completion_mask_stops_after_the_first_eos():
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"group_size": 1}, "group_size must be >= 2"), ({"temperature": 0.0}, "temperature must be > 0"),
     ({"top_p": 0.0}, "top_p must be in"), ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+    ({"engine": "vllm"}, "engine must be one of auto, lean, generate"),
 ])
 def test_bad_sampler_settings_are_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import threading
+from decimal import Decimal
 from functools import lru_cache
 
 from math_verify import parse, verify
 
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+PLAIN_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 TIMEOUT_S = 5
 
 
@@ -57,6 +59,10 @@ def _parsed(answer: str):
 
 def answers_match(gold: str, predicted: str) -> bool:
     """Mathematical equivalence under math-verify (1/2 == 0.5 == \\frac{1}{2})."""
+    gold_text, predicted_text = normalize(str(gold)), normalize(predicted)
+    if PLAIN_NUMBER.match(gold_text) and PLAIN_NUMBER.match(predicted_text):
+        # Two plain decimals: exact comparison gives math-verify's verdict ~100x faster (most RL answers).
+        return Decimal(gold_text) == Decimal(predicted_text)
     gold_parsed, predicted_parsed = _parsed(str(gold)), _parsed(predicted)
     if not gold_parsed or not predicted_parsed:
         return normalize(str(gold)) == normalize(predicted)

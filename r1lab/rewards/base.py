@@ -24,7 +24,11 @@ RewardFn = Callable[..., Sequence[float | None]]
 
 
 class Reward:
-    """Base class for reward terms. Subclasses implement `__call__(prompts, completions, **columns)`."""
+    """Base class for reward terms. Subclasses implement `__call__(prompts, completions, **columns)`.
+
+    A term may also define `metrics(values, completions, **columns) -> dict[str, float]`: diagnostics about
+    its own values (NaN where it returned None) that the step logs with the rest (e.g. `lang/mixed_rate`).
+    """
 
     def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> list[float | None]:
         raise NotImplementedError
@@ -87,6 +91,17 @@ class RewardSet:
             # None adds nothing to the total; a returned nan/inf stays visible in it.
             total += weight * torch.tensor([0.0 if v is None else float(v) for v in raw], dtype=torch.float32)
         return ScoredRollout(total, terms, failures, nonfinite)
+
+
+    def term_metrics(self, completions: list[str], columns: Mapping[str, list], scored: ScoredRollout
+                     ) -> dict[str, float]:
+        """What the terms that define `metrics(values, completions, **columns)` report about this batch."""
+        metrics: dict[str, float] = {}
+        for name, (fn, _) in self.terms.items():
+            report = getattr(fn, "metrics", None)
+            if callable(report):
+                metrics |= report(scored.terms[name].tolist(), completions, **columns)
+        return metrics
 
 
 def _call_term(name: str, fn: RewardFn, prompts, completions, columns) -> tuple[list, int]:

@@ -8,7 +8,10 @@ from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from r1lab.registry import SAMPLERS
 from r1lab.rl.rollout import PromptBatch, Rollout
+from r1lab.samplers import lean_decode
 from r1lab.samplers.base import Sampler
+
+ENGINES = ("auto", "lean", "generate")
 
 
 class _LogprobRecorder(LogitsProcessor):
@@ -50,27 +53,39 @@ def completion_mask_and_truncation(completion_ids: Tensor, eos_token_id: int) ->
 
 @SAMPLERS.register("hf")
 class HFSampler(Sampler):
-    """G completions per prompt with `model.generate` (temperature, top-p, top-k, max_new_tokens, stop on EOS)."""
+    """G completions per prompt from a `transformers` model (temperature, top-p, top-k, max_new_tokens, stop on EOS).
+
+    `engine`: `lean` decodes with r1lab's KV-cache loop (samplers/lean_decode.py: Qwen2/Llama/Mistral-style
+    models, several times less per-token overhead on small models), `generate` with `model.generate`
+    (any model), `auto` picks `lean` where the architecture is supported.
+    """
 
     def __init__(self, group_size: int = 8, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-                 max_new_tokens: int = 256, record_logprobs: bool = True):
+                 max_new_tokens: int = 256, record_logprobs: bool = True, engine: str = "auto"):
         super().__init__(group_size, temperature, max_new_tokens)
         if not 0 < top_p <= 1:
             raise ValueError(f"sampler.top_p must be in (0, 1], got {top_p}")
+        if engine not in ENGINES:
+            raise ValueError(f"sampler.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         self.top_p = float(top_p)
         self.top_k = int(top_k)
         self.record_logprobs = record_logprobs
+        self.engine = engine
+
+    def engine_for(self, model: PreTrainedModel) -> str:
+        if self.engine != "auto":
+            if self.engine == "lean" and not lean_decode.supports(model):
+                raise ValueError(f"sampler.engine=lean supports model types {', '.join(lean_decode.SUPPORTED_MODEL_TYPES)} "
+                                 f"with default rotary embeddings, not this {model.config.model_type} model; "
+                                 "use sampler.engine=generate (or auto)")
+            return self.engine
+        return "lean" if lean_decode.supports(model) else "generate"
 
     @torch.no_grad()
     def rollout(self, model: PreTrainedModel, tokenizer, batch: PromptBatch) -> Rollout:
         prompts, columns = batch.repeat(self.group_size)
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        recorder = _LogprobRecorder(self.temperature) if self.record_logprobs else None
-        sequences = model.generate(
-            **encoded, do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-            max_new_tokens=self.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([recorder] if recorder else []),
-        )
+        sequences, sampler_logprobs = self.generate(model, tokenizer, encoded)
         prompt_width = encoded["input_ids"].shape[1]
         completion_ids = sequences[:, prompt_width:]
         completion_mask, truncated = completion_mask_and_truncation(completion_ids, tokenizer.eos_token_id)
@@ -81,5 +96,21 @@ class HFSampler(Sampler):
         return Rollout(
             prompts=prompts, completions=texts, group_size=self.group_size, input_ids=sequences,
             attention_mask=attention_mask, completion_mask=completion_mask, truncated=truncated, columns=columns,
-            sampler_logprobs=recorder.finish(sequences, completion_ids.shape[1]) if recorder else None,
+            sampler_logprobs=sampler_logprobs,
         )
+
+    def generate(self, model: PreTrainedModel, tokenizer, encoded) -> tuple[Tensor, Tensor | None]:
+        """(prompt + completion ids, per-token log-probs of the sampled tokens or None)."""
+        if self.engine_for(model) == "lean":
+            sequences, logprobs = lean_decode.lean_sample(
+                model, encoded["input_ids"], encoded["attention_mask"], self.max_new_tokens, tokenizer.eos_token_id,
+                tokenizer.pad_token_id, self.temperature, self.top_p, self.top_k)
+            return sequences, logprobs if self.record_logprobs else None
+        recorder = _LogprobRecorder(self.temperature) if self.record_logprobs else None
+        sequences = model.generate(
+            **encoded, do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([recorder] if recorder else []),
+        )
+        width = sequences.shape[1] - encoded["input_ids"].shape[1]
+        return sequences, recorder.finish(sequences, width) if recorder else None

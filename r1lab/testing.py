@@ -1,0 +1,63 @@
+"""Helpers for testing r1lab and plugins written for it.
+
+Also a pytest plugin (`-p r1lab.testing`, on in this repository's pytest settings): it points
+`R1LAB_DATA_DIR` at `../shared/data` beside the checkout when that exists and nothing else was set, loads
+plugins, and provides the `shared_data` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, open_dict
+
+from r1lab.plugins import load_plugins, register_search_path
+from r1lab.report import read_scalars  # noqa: F401 - re-exported for tests
+
+# Settings that keep a training run to a few seconds on 2 CPU cores.
+FAST = ["trainer.enable_progress_bar=false", "rl.prompts_per_step=2", "sampler.group_size=4",
+        "sampler.max_new_tokens=16"]
+
+
+def compose_config(overrides: list[str] = (), output_dir: Path | None = None) -> DictConfig:
+    """The composed run config (plugins' options included), with `paths.output_dir` set."""
+    load_plugins()
+    register_search_path()
+    with initialize_config_module(config_module="r1lab.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir) if output_dir else "/nonexistent-output-dir"
+    return cfg
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess:
+    """`python -m r1lab ARGS` in a subprocess; raises with its output when it fails and `check`."""
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "r1lab", *args], cwd=cwd, env=full_env, text=True,
+                            capture_output=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"r1lab {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def pytest_configure(config) -> None:
+    beside_checkout = Path(config.rootpath).parent / "shared" / "data"
+    if beside_checkout.is_dir():
+        os.environ.setdefault("R1LAB_DATA_DIR", str(beside_checkout))
+    load_plugins()
+    register_search_path()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The folder of real data sets (GSM8K, MATH-500, PRM800K sample, Countdown)."""
+    folder = Path(os.environ.get("R1LAB_DATA_DIR", "data"))
+    if not (folder / "gsm8k").is_dir():
+        pytest.fail(f"test data folder {folder} is missing: set R1LAB_DATA_DIR, or keep shared/data beside the checkout")
+    return folder
