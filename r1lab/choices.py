@@ -44,3 +44,9 @@ def unknown_choice_errors(overrides: list[str]) -> list[str]:
                     errors.append(f"unknown {group} option {name!r}.{hint} Available: {', '.join(options)}. "
                                   f"(Plugins add options: python -m r1lab list {group})")
     return errors
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (plugins' included once they are loaded)."""
+    with initialize_config_module(config_module="r1lab.conf", version_base="1.3"):
+        return sorted(GlobalHydra.instance().config_loader().get_group_options(group))

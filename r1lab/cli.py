@@ -1,5 +1,6 @@
-"""`python -m r1lab ...`: `list [kind]` prints components, `report <run dir>` writes plots and a summary;
-anything else is a Hydra training run."""
+"""`python -m r1lab ...`: `list [kind]` prints components, `report <run dir>` writes plots and a summary,
+`eval model=<path> task=<name> n=<samples>` evaluates a model (a Hydra run of `stage=eval`); anything else
+is a Hydra training run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from omegaconf import DictConfig
 
 from r1lab.choices import unknown_choice_errors
 from r1lab.plugins import load_plugins, register_search_path
-
 
 
 @hydra.main(version_base="1.3", config_path="pkg://r1lab.conf", config_name="config")
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(report(argv[1:]))
     load_plugins()
     register_search_path()
+    if argv and argv[0] == "eval":
+        from r1lab.evaluation import eval_overrides
+
+        argv = eval_overrides(argv[1:])
     errors = unknown_choice_errors([a for a in argv if not a.startswith("-")])
     if errors:
         for error in errors:

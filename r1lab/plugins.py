@@ -35,6 +35,8 @@ CORE_MODULES = (
     "r1lab.rl.losses",
     "r1lab.samplers.hf",
     "r1lab.curricula.uniform",
+    "r1lab.curricula.difficulty",
+    "r1lab.curricula.pass_rate",
 )
 
 

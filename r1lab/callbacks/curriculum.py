@@ -19,4 +19,7 @@ class CurriculumUpdate(pl.Callback):
         accuracy = outputs["scored"].terms.get("accuracy")
         if accuracy is not None:
             per_prompt["accuracy"] = rollout.grouped(accuracy).nanmean(1).tolist()
-        trainer.datamodule.curriculum.update(indices, per_prompt)
+        curriculum = trainer.datamodule.curriculum
+        if trainer.logger is not None:  # what this step's prompts were, before the update changes the state
+            trainer.logger.log_metrics(curriculum.metrics(indices), step=outputs["step"])
+        curriculum.update(indices, per_prompt)

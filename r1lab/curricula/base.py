@@ -50,6 +50,13 @@ class Curriculum(Sampler[list[int]]):
         """Called after each trained step with its prompt indices and per-prompt metrics."""
         self.position += 1
 
+    def metrics(self, indices: list[int]) -> dict[str, float]:
+        """What the step logs about its prompts: `curriculum/mean_difficulty` for numeric difficulty labels."""
+        labels = [self.rows[i].get("difficulty") for i in indices]
+        if labels and all(isinstance(label, (int, float)) and not isinstance(label, bool) for label in labels):
+            return {"curriculum/mean_difficulty": sum(labels) / len(labels)}
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         return {"position": self.position}
 

@@ -32,6 +32,17 @@ def accuracy_by_difficulty(rollout: Rollout, accuracy: torch.Tensor, hard_diffic
     return metrics
 
 
+def generation_cost(rollout: Rollout, accuracy: torch.Tensor) -> dict[str, float]:
+    """Tokens the sampler generated per completion and per correct completion (search costs more)."""
+    generated = rollout.generated_tokens if rollout.generated_tokens is not None else rollout.completion_lengths
+    total = float(generated.sum())
+    metrics = {"perf/tokens_per_completion": total / rollout.num_completions}
+    correct = float(accuracy.nan_to_num(0.0).sum())
+    if correct > 0:
+        metrics["perf/tokens_per_correct"] = total / correct
+    return metrics
+
+
 def rollout_metrics(rollout: Rollout, scored: ScoredRollout, accuracy: torch.Tensor, hard_difficulty: Any = None
                     ) -> dict[str, float]:
     lengths = rollout.completion_lengths.float()
@@ -48,6 +59,7 @@ def rollout_metrics(rollout: Rollout, scored: ScoredRollout, accuracy: torch.Ten
         "aha/self_verify_rate": self_verify_rate(rollout.completions),
     }
     metrics |= accuracy_by_difficulty(rollout, accuracy, hard_difficulty)
+    metrics |= generation_cost(rollout, accuracy)
     for name, values in scored.terms.items():
         applicable = values[~values.isnan()]
         metrics[f"train/reward/{name}"] = applicable.mean().item() if len(applicable) else float("nan")

@@ -26,6 +26,9 @@ class Rollout:
     truncated: Tensor  # (N,) bool: stopped by max_new_tokens, not by EOS
     columns: dict[str, list[Any]] = field(default_factory=dict)  # task columns (answer, ...), per row
     sampler_logprobs: Tensor | None = None  # (N, C) log-probs of the sampling policy, if the sampler has them
+    # (N,) tokens the sampler generated for each row, when more than its completion (e.g. tree search:
+    # a prompt's whole search cost shared among its G completions); None means the completion tokens.
+    generated_tokens: Tensor | None = None
     # Filled in by the step:
     rewards: Tensor | None = None  # (N,)
     advantages: Tensor | None = None  # (N,) or (N, C)

@@ -24,3 +24,32 @@ class Sampler:
 
     def rollout(self, model: PreTrainedModel, tokenizer, batch: PromptBatch) -> Rollout:
         raise NotImplementedError
+
+
+def rollout_from_texts(tokenizer, prompts: list[str], completions: list[str], finished: list[bool], group_size: int,
+                       columns: dict, device=None) -> Rollout:
+    """A Rollout from completion texts (for samplers that build completions piecewise, e.g. tree search).
+
+    Completions are re-tokenised; a finished one gets EOS appended (and counted in its mask).
+    """
+    import torch
+
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    completion_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if done else [])
+                      for c, done in zip(completions, finished)]
+    prompt_width = max(len(ids) for ids in prompt_ids)
+    width = max(1, max(len(ids) for ids in completion_ids))
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(prompts), prompt_width + width), pad, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    completion_mask = torch.zeros(len(prompts), width)
+    for row, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+        input_ids[row, prompt_width - len(p):prompt_width] = torch.tensor(p, dtype=torch.long)
+        attention_mask[row, prompt_width - len(p):prompt_width + len(c)] = 1
+        if c:
+            input_ids[row, prompt_width:prompt_width + len(c)] = torch.tensor(c, dtype=torch.long)
+        completion_mask[row, :len(c)] = 1.0
+    return Rollout(prompts=list(prompts), completions=list(completions), group_size=group_size,
+                   input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                   completion_mask=completion_mask.to(device), truncated=torch.tensor([not f for f in finished]),
+                   columns=columns)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
@@ -99,17 +101,23 @@ class HFSampler(Sampler):
             sampler_logprobs=sampler_logprobs,
         )
 
-    def generate(self, model: PreTrainedModel, tokenizer, encoded) -> tuple[Tensor, Tensor | None]:
-        """(prompt + completion ids, per-token log-probs of the sampled tokens or None)."""
+    def generate(self, model: PreTrainedModel, tokenizer, encoded, max_new_tokens: int | None = None,
+                 stop_ids: Sequence[int] = ()) -> tuple[Tensor, Tensor | None]:
+        """(prompt + completion ids, per-token log-probs of the sampled tokens or None).
+
+        Rows stop at EOS or at any of `stop_ids` (e.g. a step delimiter, for step-level search).
+        """
+        max_new_tokens = max_new_tokens or self.max_new_tokens
+        stops = [tokenizer.eos_token_id, *stop_ids]
         if self.engine_for(model) == "lean":
             sequences, logprobs = lean_decode.lean_sample(
-                model, encoded["input_ids"], encoded["attention_mask"], self.max_new_tokens, tokenizer.eos_token_id,
+                model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens, stops,
                 tokenizer.pad_token_id, self.temperature, self.top_p, self.top_k)
             return sequences, logprobs if self.record_logprobs else None
         recorder = _LogprobRecorder(self.temperature) if self.record_logprobs else None
         sequences = model.generate(
             **encoded, do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-            max_new_tokens=self.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+            max_new_tokens=max_new_tokens, eos_token_id=stops if stop_ids else tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([recorder] if recorder else []),
         )
         width = sequences.shape[1] - encoded["input_ids"].shape[1]

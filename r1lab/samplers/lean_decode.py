@@ -13,6 +13,8 @@ generate's padding-aware positions. Tests check logits against the `transformers
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -114,17 +116,20 @@ def _filter_top_k_top_p(logits: Tensor, top_k: int, top_p: float) -> Tensor:
 
 
 @torch.no_grad()
-def lean_sample(model, input_ids: Tensor, attention_mask: Tensor, max_new_tokens: int, eos_token_id: int,
+def lean_sample(model, input_ids: Tensor, attention_mask: Tensor, max_new_tokens: int,
+                eos_token_id: int | Sequence[int],
                 pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                 do_sample: bool = True) -> tuple[Tensor, Tensor]:
     """Sample up to `max_new_tokens` per row; returns (sequences (B, P + C), log-probs (B, C)).
 
     As with `generate`: rows that emitted EOS continue with padding (log-prob 0), decoding stops when every
-    row has, and log-probs are those of the tempered, unfiltered distribution (what the loss scores).
+    row has (`eos_token_id` may list several stop tokens), and log-probs are those of the tempered,
+    unfiltered distribution (what the loss scores).
     Finished rows leave the decoding batch once a quarter of it has finished: completions of very different
     lengths then cost about their real tokens, not batch × longest.
     """
     batch, device = input_ids.shape[0], input_ids.device
+    stops = torch.as_tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
     decoder = LeanDecoder(model, batch, input_ids.shape[1] + max_new_tokens)
     logits = decoder.forward(input_ids, attention_mask)
     rows = torch.arange(batch, device=device)  # the output row of each decoding row
@@ -140,7 +145,7 @@ def lean_sample(model, input_ids: Tensor, attention_mask: Tensor, max_new_tokens
         going = ~finished
         tokens[rows[going], step] = token[going]
         logprobs[rows[going], step] = scaled.log_softmax(-1).gather(-1, token[:, None]).squeeze(-1)[going]
-        finished = finished | (token == eos_token_id)
+        finished = finished | torch.isin(token, stops)
         if step + 1 == max_new_tokens or bool(finished.all()):
             break
         if 4 * int(finished.sum()) >= len(finished):

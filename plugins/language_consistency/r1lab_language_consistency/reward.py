@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
+from r1lab.language import languages_in, make_identifier
 from r1lab.registry import REWARDS
 from r1lab.rewards.base import Reward
-from r1lab_language_consistency.identifiers import make_identifier
-
-THINK = re.compile(r"^(.*?)</think>", re.DOTALL)
-
-
-def chain_of_thought(completion: str) -> str:
-    """The reasoning: up to </think> (the template opens <think> in the prompt), else the whole completion."""
-    match = THINK.match(completion)
-    text = match.group(1) if match else completion
-    return text.replace("<think>", "")
 
 
 @REWARDS.register("language_consistency")
@@ -34,7 +24,7 @@ class LanguageConsistencyReward(Reward):
         self.target = self.identifier.check(target)
 
     def share(self, completion: str) -> float:
-        counts = self.identifier.word_languages(chain_of_thought(completion))
+        counts = languages_in(completion, self.identifier)
         total = sum(counts.values())
         return counts[self.target] / total if total else 1.0
 

@@ -6,8 +6,8 @@ import pytest
 
 from r1lab.rewards.base import RewardSet
 from r1lab.toy.corpus import column_trace
-from r1lab_language_consistency.identifiers import UnknownLanguageError
-from r1lab_language_consistency.reward import LanguageConsistencyReward, chain_of_thought
+from r1lab.language import UnknownLanguageError, chain_of_thought
+from r1lab_language_consistency.reward import LanguageConsistencyReward
 
 
 def completion(trace: str) -> str:

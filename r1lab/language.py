@@ -1,8 +1,10 @@
 """Language identifiers: split a chain of thought into units (words) and name each unit's language.
 
-`natural` uses py3langid (offline, 97 languages) on sentences and counts their words; `toy` knows the toy
-world's two "languages": digit columns ("4+8+1=12") and letter columns ("eib=bc"). Units with no language
-(numbers in natural text, English glue words in toy traces) count for neither side.
+`natural` uses py3langid (offline, 97 languages; `pip install py3langid`, which the language_consistency
+plugin installs) on sentences and counts their words; `toy` knows the toy world's two "languages": digit
+columns ("4+8+1=12") and letter columns ("eib=bc"). Units with no language (numbers in natural text,
+English glue words in toy traces) count for neither side. Shared by the language-consistency reward and
+the `diag/mixed_rate` diagnostic.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ class NaturalLanguageIdentifier(Identifier):
 
     @cached_property
     def _model(self):
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+        try:
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+        except ImportError as exc:
+            raise ImportError("the natural-language identifier needs py3langid: pip install py3langid "
+                              "(or install the language_consistency plugin)") from exc
 
         return LanguageIdentifier.from_model_file(MODEL_FILE)
 
@@ -85,6 +91,16 @@ class ToyIdentifier(Identifier):
 
 
 IDENTIFIERS = {"natural": NaturalLanguageIdentifier, "toy": ToyIdentifier}
+
+
+def chain_of_thought(completion: str) -> str:
+    """The reasoning: up to </think> (the template opens <think> in the prompt), else the whole completion."""
+    text = completion.split("</think>", 1)[0] if "</think>" in completion else completion
+    return text.replace("<think>", "")
+
+
+def languages_in(completion: str, identifier: Identifier) -> Counter:
+    return identifier.word_languages(chain_of_thought(completion))
 
 
 def make_identifier(name: str) -> Identifier:

@@ -1,0 +1,95 @@
+"""Aha-moment diagnostics, logged under diag/ each step (see r1lab/diagnostics.py for the detectors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from rich.console import Console
+
+from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before_check, format_hack, loops,
+                               mixes_languages)
+from r1lab.language import make_identifier
+from r1lab.rewards.accuracy import AccuracyReward
+from r1lab.samplers.hf import HFSampler
+
+
+def verify_gain(model, tokenizer, prompts: list[str], completions: list[str], answers: list[Any],
+                max_new_tokens: int = 24) -> tuple[float, int] | None:
+    """Ablation: cut verifying completions at the self-check phrase, let the policy answer directly
+    (greedily, after "</think><answer>"), re-score. Returns (accuracy with − without verification, count)."""
+    rows = [(p, c, a, cut) for p, c, a in zip(prompts, completions, answers)
+            if (cut := cut_before_check(c)) is not None]
+    if not rows:
+        return None
+    accuracy = AccuracyReward()
+    with_check = accuracy([r[0] for r in rows], [r[1] for r in rows], answer=[r[2] for r in rows])
+    prefixes = [cut + "</think><answer>" for _, _, _, cut in rows]
+    encoded = tokenizer([p + prefix for (p, *_), prefix in zip(rows, prefixes)], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+    greedy = HFSampler(temperature=1.0, top_k=1, max_new_tokens=max_new_tokens, record_logprobs=False)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        sequences, _ = greedy.generate(model, tokenizer, encoded)
+    model.train(was_training)
+    direct = [prefix + tokenizer.decode(ids, skip_special_tokens=True)
+              for prefix, ids in zip(prefixes, sequences[:, encoded["input_ids"].shape[1]:])]
+    without = accuracy([r[0] for r in rows], direct, answer=[r[2] for r in rows])
+    return (sum(with_check) - sum(without)) / len(rows), len(rows)
+
+
+class Diagnostics(pl.Callback):
+    """diag/acc_given_verify, diag/acc_given_direct, diag/verify_gain (every `ablation_every` steps),
+    diag/loop_rate, diag/truncated_frac, diag/format_hack_rate, diag/mixed_rate, and diag/plateau (once per
+    premature plateau, with a console warning)."""
+
+    def __init__(self, ablation_every: int = 10, ablation_samples: int = 32, identifier: str = "toy",
+                 plateau_window: int = 5, plateau_threshold: float = 0.5, plateau_drop: float = 0.2,
+                 ritual_gain: float = 0.05):
+        self.ablation_every, self.ablation_samples = ablation_every, ablation_samples
+        self.identifier = make_identifier(identifier)
+        self.plateau = PlateauDetector(plateau_window, plateau_threshold, plateau_drop)
+        self.ritual_gain = ritual_gain
+
+    @property
+    def state_key(self) -> str:
+        return "Diagnostics"
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        rollout, scored, metrics, step = outputs["rollout"], outputs["scored"], outputs["metrics"], outputs["step"]
+        completions = rollout.completions
+        correct = pl_module.accuracy_of(rollout, scored).tolist()
+        n = len(completions)
+        diag = conditional_accuracy(completions, correct) | {
+            "diag/loop_rate": sum(map(loops, completions)) / n,
+            "diag/truncated_frac": rollout.truncated.float().mean().item(),
+            "diag/format_hack_rate": sum(map(format_hack, completions)) / n,
+            "diag/mixed_rate": sum(mixes_languages(c, self.identifier) for c in completions) / n,
+        }
+        if self.ablation_every and step % self.ablation_every == 0 and "answer" in rollout.columns:
+            k = self.ablation_samples
+            gain = verify_gain(pl_module.policy, pl_module.tokenizer, rollout.prompts[:k], completions[:k],
+                               rollout.columns["answer"][:k])
+            if gain is not None:
+                diag["diag/verify_gain"] = gain[0]
+                verify_rate = metrics.get("aha/self_verify_rate", 0.0)
+                if verify_rate >= 0.5 and gain[0] < self.ritual_gain:
+                    Console().print(f"[yellow]diag: step {step}: {verify_rate:.0%} of completions verify but "
+                                    f"verification gains only {gain[0]:+.2f} accuracy: ritual verification?[/]")
+        if self.plateau.update(metrics.get("aha/self_verify_rate", 0.0)):
+            diag["diag/plateau"] = 1.0
+            Console().print(f"[yellow]diag: premature plateau at step {step}: the self-verify rate rose past "
+                            f"{self.plateau.threshold} and fell back below {self.plateau.threshold - self.plateau.drop}[/]")
+        if trainer.logger:
+            trainer.logger.log_metrics(diag, step=step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"plateau": self.plateau.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.plateau.load_state_dict(state_dict["plateau"])

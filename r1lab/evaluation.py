@@ -1,0 +1,143 @@
+"""Evaluation: pass@1 (mean over samples), unbiased pass@k, cons@k (majority vote over equivalent answers),
+greedy accuracy. `stage=eval` (or `python -m r1lab eval model=<path> task=<name> n=<samples>`) runs it.
+
+The defaults follow the R1 paper's protocol: T = 0.6, top-p = 0.95, n samples per problem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+import torch
+
+from r1lab.rewards.answers import answers_match, extract_answer
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased estimator of Chen et al. (2021): 1 − C(n − c, k) / C(n, k), for n samples with c correct."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_answer(answers: Sequence[str | None]) -> str | None:
+    """The most common answer, answers grouped by math-verify equivalence; a tie goes to the group whose
+    first member came first (deterministic). None answers (nothing parsable) do not vote."""
+    groups: list[list[str]] = []
+    for answer in answers:
+        if answer is None:
+            continue
+        for group in groups:
+            if answers_match(group[0], answer):
+                group.append(answer)
+                break
+        else:
+            groups.append([answer])
+    if not groups:
+        return None
+    best = max(len(g) for g in groups)
+    return next(g[0] for g in groups if len(g) == best)
+
+
+def cons_at_k(completions: Sequence[str], gold: str, k: int) -> float:
+    """1.0 when the majority answer of the first k completions equals the gold answer."""
+    vote = majority_answer([extract_answer(c) for c in completions[:k]])
+    return float(vote is not None and answers_match(str(gold), vote))
+
+
+def summarise(correct: list[list[float]], completions: list[list[str]], golds: list[str], ks: Sequence[int],
+              greedy: list[float] | None = None) -> dict[str, float]:
+    """Per-problem sample correctness (problems × n) → the metrics, averaged over problems."""
+    n = len(correct[0])
+    out = {"problems": float(len(correct)), "samples_per_problem": float(n),
+           "pass@1": sum(sum(row) / n for row in correct) / len(correct)}
+    for k in sorted({k for k in ks if 1 <= k <= n}):
+        out[f"pass@{k}"] = sum(pass_at_k(n, int(sum(row)), k) for row in correct) / len(correct)
+        out[f"cons@{k}"] = sum(cons_at_k(c, g, k) for c, g in zip(completions, golds)) / len(correct)
+    if greedy is not None:
+        out["greedy"] = sum(greedy) / len(greedy)
+    return out
+
+
+def markdown_table(results: dict[str, dict[str, float]]) -> str:
+    keys = [k for k in next(iter(results.values())) if k not in ("problems", "samples_per_problem")]
+    lines = ["| slice | problems | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for name, metrics in results.items():
+        lines.append(f"| {name} | {int(metrics['problems'])} | " + " | ".join(f"{metrics[k]:.3f}" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float = 0.6, top_p: float = 0.95,
+               max_new_tokens: int | None = None, greedy: bool = True, limit: int | None = None,
+               prompts_per_batch: int = 8) -> float:
+    """Sample `n` completions per problem of `cfg.task` from `cfg.model`; write eval.json and eval.md."""
+    from hydra.utils import instantiate
+
+    from r1lab.rewards.accuracy import AccuracyReward
+    from r1lab.rl.rollout import PromptBatch
+    from r1lab.samplers.hf import HFSampler
+
+    if n < 1:
+        raise ValueError(f"stage.n (samples per problem) must be >= 1, got {n}")
+    task, policy = instantiate(cfg.task), instantiate(cfg.model)
+    model, tokenizer = policy.model.eval(), policy.tokenizer
+    rows = [task[i] for i in range(len(task) if limit is None else min(limit, len(task)))]
+    max_new_tokens = max_new_tokens or cfg.sampler.max_new_tokens
+    sampler = HFSampler(group_size=max(n, 2), temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                        record_logprobs=False)
+    argmax = HFSampler(group_size=2, temperature=1.0, top_k=1, max_new_tokens=max_new_tokens, record_logprobs=False)
+    accuracy = AccuracyReward()
+    correct, completions, greedy_correct = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(rows), prompts_per_batch):
+            chunk = rows[start:start + prompts_per_batch]
+            batch = PromptBatch.collate(chunk)
+            rollout = sampler.rollout(model, tokenizer, batch)
+            scores = accuracy(rollout.prompts, rollout.completions, **rollout.columns)
+            group = sampler.group_size
+            for i in range(len(chunk)):
+                correct.append(scores[i * group:i * group + n])
+                completions.append(rollout.completions[i * group:i * group + n])
+            if greedy:
+                greedy_rollout = argmax.rollout(model, tokenizer, batch)
+                greedy_scores = accuracy(greedy_rollout.prompts, greedy_rollout.completions, **greedy_rollout.columns)
+                greedy_correct += greedy_scores[::2]
+    golds = [str(r["answer"]) for r in rows]
+    slices = {"all": list(range(len(rows)))}
+    for level in sorted({r["difficulty"] for r in rows if "difficulty" in r}, key=str):
+        slices[f"difficulty {level}"] = [i for i, r in enumerate(rows) if r.get("difficulty") == level]
+    results = {name: summarise([correct[i] for i in idx], [completions[i] for i in idx], [golds[i] for i in idx], ks,
+                               [greedy_correct[i] for i in idx] if greedy else None)
+               for name, idx in slices.items() if idx}
+    out = Path(cfg.paths.output_dir)
+    report = {"model": str(policy.source), "task": task.name, "n": n, "temperature": temperature, "top_p": top_p,
+              "max_new_tokens": max_new_tokens, "results": results}
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    (out / "eval.md").write_text(f"# Evaluation of {policy.source} on {task.name}\n\nn = {n}, T = {temperature}, "
+                                 f"top-p = {top_p}\n\n" + markdown_table(results))
+    print(markdown_table(results))
+    return results["all"]["pass@1"]
+
+
+def eval_overrides(args: Sequence[str]) -> list[str]:
+    """`eval model=<path|option> task=<name> n=<samples> [k=1,8] [limit=..] [key=value ...]` → Hydra overrides."""
+    from r1lab.choices import group_options
+
+    shortcuts = {"n": "stage.n", "limit": "stage.limit", "temperature": "stage.temperature", "top_p": "stage.top_p",
+                 "greedy": "stage.greedy", "max_new_tokens": "stage.max_new_tokens"}
+    overrides = ["stage=eval"]
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key == "model" and value not in group_options("model"):
+            overrides += ["model=hf", f"model.name_or_path={value}"]
+        elif key == "k":
+            overrides.append(f"stage.ks=[{value}]")
+        elif key in shortcuts:
+            overrides.append(f"{shortcuts[key]}={value}")
+        else:
+            overrides.append(arg)
+    return overrides

@@ -1,0 +1,91 @@
+"""`stage=pipeline`: several r1lab runs in order, each in its own sub-folder of the run directory, later
+ones reading earlier ones' artifacts by path (`{run_dir}` in an override is replaced by this run's directory).
+
+After each stage that leaves a policy (`<stage dir>/policy`), a quick evaluation on the task measures
+accuracy and readability (format rate, language mixing, completion length); `pipeline.md` tabulates them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+
+def compose_stage(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config of one pipeline stage, composed like a command line (inside a running Hydra app)."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose(config_name="config", overrides=overrides)
+    else:  # called outside `python -m r1lab` (tests, notebooks)
+        from hydra import initialize_config_module
+
+        with initialize_config_module(config_module="r1lab.conf", version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def readability(policy_dir: Path, task_cfg: DictConfig, samples: int, limit: int, max_new_tokens: int,
+                seed: int) -> dict[str, float]:
+    """Accuracy, format rate, language-mixing rate and mean completion length of a policy on the task."""
+    import torch
+    from hydra.utils import instantiate
+
+    from r1lab.diagnostics import mixes_languages
+    from r1lab.language import make_identifier
+    from r1lab.models import load_policy
+    from r1lab.rewards.accuracy import AccuracyReward
+    from r1lab.rewards.format import FormatReward
+    from r1lab.rl.rollout import PromptBatch
+    from r1lab.samplers.hf import HFSampler
+
+    torch.manual_seed(seed)
+    task, policy = instantiate(task_cfg), load_policy(str(policy_dir))
+    rows = [task[i] for i in range(min(limit, len(task)))]
+    sampler = HFSampler(group_size=max(samples, 2), temperature=0.6, top_p=0.95, max_new_tokens=max_new_tokens,
+                        record_logprobs=False)
+    with torch.no_grad():
+        rollout = sampler.rollout(policy.model.eval(), policy.tokenizer, PromptBatch.collate(rows))
+    completions, prompts = rollout.completions, rollout.prompts
+    toy = make_identifier("toy")
+    n = len(completions)
+    return {"accuracy": sum(AccuracyReward()(prompts, completions, **rollout.columns)) / n,
+            "format_rate": sum(FormatReward()(prompts, completions)) / n,
+            "mixed_rate": sum(mixes_languages(c, toy) for c in completions) / n,
+            "completion_len": float(rollout.completion_lengths.mean())}
+
+
+def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] | None = None) -> float | None:
+    """Run `stages` ({name, overrides}) in order; evaluate each stage's policy; write pipeline.json/.md."""
+    from r1lab.train import train
+
+    run_dir = Path(cfg.paths.output_dir)
+    evaluate = dict(evaluate or {})
+    results: dict[str, dict[str, Any]] = {}
+    for stage in stages:
+        name = stage["name"]
+        overrides = [o.replace("{run_dir}", str(run_dir)) for o in stage["overrides"]]
+        stage_dir = run_dir / name
+        stage_cfg = compose_stage(overrides, stage_dir)
+        print(f"[pipeline] {name}: python -m r1lab {' '.join(overrides)}  ->  {stage_dir}", flush=True)
+        value = train(stage_cfg)
+        results[name] = {"dir": str(stage_dir), "overrides": overrides, "value": value}
+        if evaluate and (stage_dir / "policy" / "config.json").is_file():
+            results[name] |= readability(stage_dir / "policy", cfg.task, evaluate.get("samples", 4),
+                                         evaluate.get("limit", 64), evaluate.get("max_new_tokens", 100), cfg.seed)
+        (run_dir / "pipeline.json").write_text(json.dumps(results, indent=2))  # after each stage: partial too
+    keys = ["accuracy", "format_rate", "mixed_rate", "completion_len"]
+    lines = ["| stage | " + " | ".join(keys) + " | run dir |", "|---" * (len(keys) + 2) + "|"]
+    for name, result in results.items():
+        cells = [f"{result[k]:.3f}" if k in result else "" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {result['dir']} |")
+    (run_dir / "pipeline.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    last = [r for r in results.values() if "accuracy" in r]
+    return last[-1]["accuracy"] if last else None

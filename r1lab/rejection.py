@@ -1,0 +1,113 @@
+"""`stage=rejection_sample`: sample N completions per prompt from a checkpoint and keep those that pass the
+filters, as R1's stage 3 builds its SFT data. Writes `dataset.jsonl` (prompt, completion, answer) and
+`summary.json` (how many completions each filter kept, in order).
+
+Filters, applied in this order (each configurable, `null` turns it off): `accuracy` (the answer is right),
+`format` (the R1 template), `language` (the reasoning's target-language share is at least a minimum),
+`length` (at most `max_tokens` completion tokens), `dedupe` (one copy of identical completions per prompt).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Candidate:
+    prompt: str
+    completion: str
+    answer: str
+    tokens: int
+
+
+def build_filters(accuracy: bool = True, format: bool = True, language: dict[str, Any] | None = None,
+                  max_tokens: int | None = None, dedupe: bool = True) -> list[tuple[str, Callable]]:
+    """Named filters; each takes the surviving candidates and returns those it keeps."""
+    from r1lab.rewards.accuracy import AccuracyReward
+    from r1lab.rewards.format import FormatReward
+
+    filters: list[tuple[str, Callable]] = []
+    if accuracy:
+        judge = AccuracyReward()
+        filters.append(("accuracy", lambda cs: [c for c, ok in zip(cs, judge([c.prompt for c in cs], [c.completion for c in cs],
+                                                                              answer=[c.answer for c in cs])) if ok]))
+    if format:
+        template = FormatReward()
+        filters.append(("format", lambda cs: [c for c, ok in zip(cs, template([c.prompt for c in cs],
+                                                                               [c.completion for c in cs])) if ok]))
+    if language:
+        from r1lab.language import languages_in, make_identifier
+
+        identifier = make_identifier(language.get("identifier", "natural"))
+        target = identifier.check(language["target"])
+        minimum = float(language.get("min_share", 1.0))
+
+        def consistent(c: Candidate) -> bool:
+            counts = languages_in(c.completion, identifier)
+            total = sum(counts.values())
+            return (counts[target] / total if total else 1.0) >= minimum
+        filters.append(("language", lambda cs: [c for c in cs if consistent(c)]))
+    if max_tokens:
+        filters.append(("length", lambda cs: [c for c in cs if c.tokens <= max_tokens]))
+    if dedupe:
+        def unique(cs: list[Candidate]) -> list[Candidate]:
+            seen: set[tuple[str, str]] = set()
+            kept = []
+            for c in cs:
+                if (c.prompt, c.completion) not in seen:
+                    seen.add((c.prompt, c.completion))
+                    kept.append(c)
+            return kept
+        filters.append(("dedupe", unique))
+    return filters
+
+
+def apply_filters(candidates: list[Candidate], filters: list[tuple[str, Callable]]) -> tuple[list[Candidate], dict]:
+    """The candidates every filter keeps, and per filter: how many it saw and kept."""
+    summary = {"sampled": len(candidates), "filters": []}
+    for name, keep in filters:
+        before = len(candidates)
+        candidates = keep(candidates)
+        summary["filters"].append({"filter": name, "in": before, "kept": len(candidates),
+                                   "kept_rate": len(candidates) / before if before else float("nan")})
+    summary["kept"] = len(candidates)
+    summary["kept_rate"] = len(candidates) / summary["sampled"] if summary["sampled"] else float("nan")
+    return candidates, summary
+
+
+def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None = None, temperature: float = 1.0,
+                           filters: dict[str, Any] | None = None, prompts_per_batch: int = 16) -> float:
+    """Sample, filter, write `<run dir>/dataset.jsonl` and `summary.json`; returns the kept rate."""
+    from hydra.utils import instantiate
+
+    from r1lab.rl.rollout import PromptBatch
+    from r1lab.samplers.hf import HFSampler
+
+    task, policy = instantiate(cfg.task), instantiate(cfg.model)
+    model, tokenizer = policy.model.eval(), policy.tokenizer
+    rows = [task[i] for i in range(len(task) if limit is None else min(limit, len(task)))]
+    sampler = HFSampler(group_size=samples_per_prompt, temperature=temperature,
+                        max_new_tokens=cfg.sampler.max_new_tokens, record_logprobs=False)
+    candidates: list[Candidate] = []
+    with torch.no_grad():
+        for start in range(0, len(rows), prompts_per_batch):
+            rollout = sampler.rollout(model, tokenizer, PromptBatch.collate(rows[start:start + prompts_per_batch]))
+            for prompt, completion, answer, length in zip(rollout.prompts, rollout.completions,
+                                                          rollout.columns["answer"], rollout.completion_lengths):
+                candidates.append(Candidate(prompt, completion, str(answer), int(length)))
+    kept, summary = apply_filters(candidates, build_filters(**dict(filters or {})))
+    out = Path(cfg.paths.output_dir)
+    with (out / "dataset.jsonl").open("w", encoding="utf-8") as handle:
+        for c in kept:
+            handle.write(json.dumps({"prompt": c.prompt, "completion": c.completion, "answer": c.answer}) + "\n")
+    summary |= {"model": str(policy.source), "task": task.name, "prompts": len(rows),
+                "samples_per_prompt": samples_per_prompt, "dataset": str(out / "dataset.jsonl")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps({k: summary[k] for k in ("sampled", "kept", "kept_rate", "filters")}, indent=1))
+    return summary["kept_rate"]

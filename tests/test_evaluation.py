@@ -1,0 +1,49 @@
+"""pass@k against the unbiased estimator on hand cases, cons@k's vote, and the eval command on the toy model."""
+
+import json
+
+import pytest
+
+from r1lab.evaluation import cons_at_k, majority_answer, pass_at_k, summarise
+from r1lab.testing import run_cli
+
+
+def test_pass_at_k_hand_cases():
+    # n = 5 samples, c = 2 correct: pass@1 = 1 - C(3,1)/C(5,1) = 2/5; pass@2 = 1 - C(3,2)/C(5,2) = 1 - 3/10.
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)
+    assert pass_at_k(5, 0, 3) == 0.0 and pass_at_k(5, 3, 3) == 1.0 and pass_at_k(5, 5, 1) == 1.0
+    with pytest.raises(ValueError, match="1 <= k <= n"):
+        pass_at_k(5, 2, 6)
+
+
+def test_cons_at_k_groups_equivalent_answers_and_breaks_ties_by_first_appearance():
+    def answer(a):
+        return f"<think>x</think><answer>{a}</answer>"
+
+    # 0.5 and \frac{1}{2} are one answer (2 votes) against 3 (2 votes): the tie goes to the first seen, 0.5.
+    votes = [answer("0.5"), answer("3"), answer("\\frac{1}{2}"), answer("3"), "no answer"]
+    assert majority_answer(["0.5", "3", "\\frac{1}{2}", "3", None]) == "0.5"
+    assert cons_at_k(votes, "1/2", 5) == 1.0 and cons_at_k(votes, "3", 5) == 0.0
+    assert cons_at_k(votes, "3", 2) == 0.0  # first two: 0.5 then 3, tie → 0.5
+    assert cons_at_k(["nothing", "parsable"], "3", 2) == 0.0
+
+
+def test_summarise_averages_over_problems():
+    correct = [[1.0, 0.0, 1.0, 0.0, 0.0], [0.0] * 5]
+    completions = [["<answer>2</answer>"] * 5, ["<answer>9</answer>"] * 5]
+    metrics = summarise(correct, completions, ["2", "7"], ks=[1, 2], greedy=[1.0, 0.0])
+    assert metrics["pass@1"] == pytest.approx((0.4 + 0.0) / 2)
+    assert metrics["pass@2"] == pytest.approx((0.7 + 0.0) / 2)
+    assert metrics["cons@2"] == 0.5 and metrics["greedy"] == 0.5
+
+
+def test_the_eval_command_on_the_toy_model(tmp_path):
+    run_cli(["eval", "model=toy", "task=toy_addition", "n=4", "k=1,4", "limit=8", "sampler.max_new_tokens=48",
+             f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    report = json.loads((tmp_path / "eval.json").read_text())
+    everything = report["results"]["all"]
+    assert everything["problems"] == 8 and report["n"] == 4 and report["temperature"] == 0.6
+    assert 0 <= everything["pass@1"] <= everything["pass@4"] <= 1
+    assert {"cons@4", "greedy"} <= set(everything)
+    assert "| all | 8 |" in (tmp_path / "eval.md").read_text()
