@@ -61,8 +61,12 @@ def readability(policy_dir: Path, task_cfg: DictConfig, samples: int, limit: int
             "completion_len": float(rollout.completion_lengths.mean())}
 
 
-def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] | None = None) -> float | None:
-    """Run `stages` ({name, overrides}) in order; evaluate each stage's policy; write pipeline.json/.md."""
+def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] | None = None,
+                   smoke: bool = False) -> float | None:
+    """Run `stages` ({name, overrides, smoke}) in order; evaluate each stage's policy; write pipeline.json/.md.
+
+    With `smoke`, each stage's `smoke` overrides (a few steps, tiny batches) replace its own for the same keys.
+    """
     from r1lab.train import train
 
     run_dir = Path(cfg.paths.output_dir)
@@ -70,7 +74,12 @@ def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] |
     results: dict[str, dict[str, Any]] = {}
     for stage in stages:
         name = stage["name"]
-        overrides = [o.replace("{run_dir}", str(run_dir)) for o in stage["overrides"]]
+        overrides = list(stage["overrides"])
+        if smoke:
+            small = list(stage.get("smoke") or [])
+            keys = {o.split("=", 1)[0] for o in small}
+            overrides = [o for o in overrides if o.split("=", 1)[0] not in keys] + small
+        overrides = [o.replace("{run_dir}", str(run_dir)) for o in overrides]
         stage_dir = run_dir / name
         stage_cfg = compose_stage(overrides, stage_dir)
         print(f"[pipeline] {name}: python -m r1lab {' '.join(overrides)}  ->  {stage_dir}", flush=True)

@@ -117,9 +117,12 @@ def plugin_config_sources() -> list[tuple[str, str]]:
 
 
 class R1labPluginsSearchPath(SearchPathPlugin):
-    """Appends each loaded plugin's config package to Hydra's search path."""
+    """Appends each loaded plugin's config package to Hydra's search path, and r1lab's own when the primary
+    config lives elsewhere (a sweep file: `python -m r1lab -m -cd sweeps -cn aha` builds on `config`)."""
 
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        if not any(element.path == "pkg://r1lab.conf" for element in search_path.get_path()):
+            search_path.append(provider="r1lab", path="pkg://r1lab.conf")
         for provider, path in plugin_config_sources():
             search_path.append(provider=f"r1lab-plugin-{provider}", path=path)
 

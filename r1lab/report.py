@@ -1,4 +1,5 @@
-"""`python -m r1lab report <run dir>`: plots and a summary from a run's TensorBoard logs."""
+"""`python -m r1lab report <run dir>`: plots and a summary from a run's TensorBoard logs (a multirun folder:
+r1lab/sweep_report.py, tables and verdicts per sweep)."""
 
 from __future__ import annotations
 
@@ -90,11 +91,20 @@ def report_run(run_dir: Path) -> list[Path]:
 
 
 def main(args: list[str]) -> int:
-    if len(args) != 1:
-        print("usage: python -m r1lab report <run dir>")
+    as_json = "--format" in args and args[args.index("--format") + 1:args.index("--format") + 2] == ["json"]
+    folders = [a for i, a in enumerate(args) if not a.startswith("--") and (i == 0 or args[i - 1] != "--format")]
+    if len(folders) != 1:
+        print("usage: python -m r1lab report <run dir | multirun dir> [--format json]")
         return 2
-    run_dir = Path(args[0])
+    run_dir = Path(folders[0])
     try:
+        if run_dir.is_dir() and not (run_dir / "tb").is_dir():
+            from r1lab.sweep_report import is_multirun, write_sweep_report
+
+            if is_multirun(run_dir):
+                for path in write_sweep_report(run_dir, as_json):
+                    print(f"wrote {path}")
+                return 0
         written = report_run(run_dir)
     except FileNotFoundError as exc:
         print(f"error: {exc}")

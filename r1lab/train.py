@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,11 +38,30 @@ def train(cfg: DictConfig) -> float | None:
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints its own; don't print twice
     load_plugins()
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    threads = torch_threads(cfg)
+    if threads:
+        torch.set_num_threads(threads)
+    logging.getLogger("r1lab").info("torch threads: %d", torch.get_num_threads())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     stage = instantiate(cfg.stage)
     return stage(cfg)
+
+
+def torch_threads(cfg: DictConfig) -> int | None:
+    """`threads`, or under the joblib launcher the machine's cores shared by its parallel jobs (two jobs of
+    two torch threads each on two cores would collapse)."""
+    if cfg.get("threads"):
+        return int(cfg.threads)
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = os.cpu_count() or 1
+    jobs = int(launcher.get("n_jobs", -1))
+    return max(1, cores // (cores if jobs <= 0 else jobs))
 
 
 def make_trainer(cfg: DictConfig, callbacks: list[Callback], **overrides: Any) -> pl.Trainer:

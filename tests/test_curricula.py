@@ -97,7 +97,7 @@ def test_a_resumed_pass_rate_curriculum_draws_what_the_uninterrupted_one_draws()
 def test_runs_log_the_curriculum(tmp_path):
     easy = tmp_path / "easy"
     run_cli(["+experiment=easy_only", "trainer.max_steps=2", *FAST, f"hydra.run.dir={easy}"], cwd=tmp_path)
-    assert [v for _, v in read_scalars(easy)["curriculum/mean_difficulty"]] == [2.0, 2.0]
+    assert [v for _, v in read_scalars(easy)["curriculum/mean_difficulty"]] == [1.0, 1.0]
     online = tmp_path / "pass_rate"
     run_cli(["+experiment=r1_zero", "curriculum=pass_rate", "trainer.max_steps=3", *FAST, "rl.prompts_per_step=4",
              "curriculum.explore=0.5", f"hydra.run.dir={online}"], cwd=tmp_path)

@@ -60,6 +60,10 @@ def rollout_metrics(rollout: Rollout, scored: ScoredRollout, accuracy: torch.Ten
     }
     metrics |= accuracy_by_difficulty(rollout, accuracy, hard_difficulty)
     metrics |= generation_cost(rollout, accuracy)
+    for name, wanted in (("correct", 1.0), ("wrong", 0.0)):  # Dr. GRPO's claim is about wrong answers' length
+        picked = lengths[accuracy.float() == wanted]
+        if len(picked):
+            metrics[f"train/completion_len_{name}"] = picked.mean().item()
     for name, values in scored.terms.items():
         applicable = values[~values.isnan()]
         metrics[f"train/reward/{name}"] = applicable.mean().item() if len(applicable) else float("nan")

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from r1lab.models.policy import load_tokenizer, resolve_package_path
 from r1lab.models.tokenizers import build_char_tokenizer
+from r1lab.sft import pad_batch  # the same padding: labels -100 beyond each row
 from r1lab_prm.scorer import PRMScorer
 from r1lab_prm.toy_data import labelled_trace
 
@@ -43,18 +44,6 @@ class LabelledTraces(IterableDataset):
         while True:
             ids, labels = self.encode(rng)
             yield {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
-
-
-def collate(pad_id: int):
-    def pad(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        width = max(len(b["input_ids"]) for b in batch)
-        out = {"input_ids": torch.full((len(batch), width), pad_id), "labels": torch.full((len(batch), width), -100),
-               "attention_mask": torch.zeros(len(batch), width, dtype=torch.long)}
-        for i, b in enumerate(batch):
-            n = len(b["input_ids"])
-            out["input_ids"][i, :n], out["labels"][i, :n], out["attention_mask"][i, :n] = b["input_ids"], b["labels"], 1
-        return out
-    return pad
 
 
 class PRMTraining(pl.LightningModule):
@@ -112,7 +101,7 @@ def prm_train_stage(cfg, architecture: dict[str, Any] | None = None, init: str |
     model, tokenizer = build_prm(architecture, init)
     options = dict(traces or {})
     data = DataLoader(LabelledTraces(tokenizer, cfg.seed, **options), batch_size=batch_size,
-                      collate_fn=collate(tokenizer.pad_token_id))
+                      collate_fn=pad_batch(tokenizer.pad_token_id))
     trainer = make_trainer(cfg, callbacks=[], max_steps=steps)
     trainer.fit(PRMTraining(model, lr), train_dataloaders=data)
 
