@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from r1lab.models import load_policy
 from r1lab.rejection import Candidate, apply_filters, build_filters
