@@ -59,8 +59,9 @@ def test_resumed_run_continues_the_same_run(tmp_path):
         if tag.startswith("perf/") or tag == "epoch":
             continue
         after = [(s, v) for s, v in values if s >= 2]
-        assert [s for s, _ in resumed_scalars[tag]] == [s for s, _ in after], tag
-        assert [v for _, v in resumed_scalars[tag]] == pytest.approx([v for _, v in after], rel=1e-5, abs=1e-7), tag
+        resumed_values = resumed_scalars.get(tag, [])  # some tags come and go (e.g. only with a right answer)
+        assert [s for s, _ in resumed_values] == [s for s, _ in after], tag
+        assert [v for _, v in resumed_values] == pytest.approx([v for _, v in after], rel=1e-5, abs=1e-7), tag
 
 
 def test_resume_auto_starts_fresh_without_a_checkpoint_and_rejects_a_missing_path(tmp_path):
