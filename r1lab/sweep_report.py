@@ -5,8 +5,8 @@ carries them, so the report needs nothing but the folder. Claim kinds:
 
 - `every_run`: `stat(metric) op value` in every run (optionally only runs `where` overrides match);
   `test: exists` asks that the metric was logged at all (e.g. aha/step).
-- `compare`: runs grouped by the override `by`; `mean stat(metric)` of group `left` op that of `right`
-  (+ `margin`).
+- `compare`: runs grouped by the override `by`; `mean stat(metric)` of group `left` + `margin` op that of
+  `right` ("left >= right - 0.1" is `op: ">="`, `margin: 0.1`).
 - `correlation`: the Spearman sign of (value of `by`, stat(metric)) across runs is `sign`.
 - `pipeline_compare`: in a pipeline run's pipeline.json, stage `left`'s `metric` op stage `right`'s.
 
