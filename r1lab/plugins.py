@@ -34,6 +34,7 @@ CORE_MODULES = (
     "r1lab.rl.advantages",
     "r1lab.rl.losses",
     "r1lab.samplers.hf",
+    "r1lab.samplers.vllm",  # imports vllm only when used
     "r1lab.curricula.uniform",
     "r1lab.curricula.difficulty",
     "r1lab.curricula.pass_rate",

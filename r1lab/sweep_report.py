@@ -8,7 +8,7 @@ carries them, so the report needs nothing but the folder. Claim kinds:
 - `compare`: runs grouped by the override `by`; `mean stat(metric)` of group `left` + `margin` op that of
   `right` ("left >= right - 0.1" is `op: ">="`, `margin: 0.1`).
 - `correlation`: the Spearman sign of (value of `by`, stat(metric)) across runs is `sign`.
-- `pipeline_compare`: in a pipeline run's pipeline.json, stage `left`'s `metric` op stage `right`'s.
+- `pipeline_compare`: in a pipeline run's pipeline.json, stage `left`'s `metric` (+ `margin`) op stage `right`'s.
 
 Stats: `end` (mean of the last 5 logged values), `start` (first 5), `change` (end − start), `mean`.
 Runs Hydra planned but that left no metrics are listed as missing; a claim without data says so.
@@ -178,7 +178,7 @@ def verdict(claim: dict[str, Any], runs: list[Run]) -> dict[str, Any]:
         left, right = (stages.get(claim[s], {}).get(metric, math.nan) for s in ("left", "right"))
         data = math.isfinite(left) and math.isfinite(right)
         out |= {"evidence": {claim["left"]: left, claim["right"]: right},
-                "ok": data and OPS[claim["op"]](left, right), "data": data}
+                "ok": data and OPS[claim["op"]](left + float(claim.get("margin", 0.0)), right), "data": data}
     else:
         raise ValueError(f"unknown claim kind {kind!r}; use every_run, compare, correlation or pipeline_compare")
     out["verdict"] = "no data" if not out.pop("data") else ("reproduced" if out.pop("ok") else "not reproduced")
@@ -189,15 +189,29 @@ def verdict(claim: dict[str, Any], runs: list[Run]) -> dict[str, Any]:
 def fmt(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.3f}"
+    if isinstance(value, (list, tuple)):  # e.g. a correlation's (x, y) points
+        inner = ", ".join(fmt(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
     return str(value)
+
+
+def swept_keys(runs: list[Run], planned: list[dict[str, str]]) -> list[str]:
+    """The overrides that vary: the sweeper's parameters, and any override whose value differs between runs
+    (a constant CLI override such as trainer.enable_progress_bar=false is not a column)."""
+    keys = {k for job in planned for k in job}
+    for key in {k for r in runs for k in r.overrides}:
+        if len({r.overrides.get(key) for r in runs}) > 1:
+            keys.add(key)
+    return sorted(keys)
 
 
 def sweep_report(folder: Path) -> dict[str, Any]:
     runs = load_runs(folder)
     spec = sweep_spec(folder, runs)
-    swept = sorted({k for r in runs for k in r.overrides} | {k for job in planned_jobs(folder) for k in job})
+    swept = swept_keys(runs, planned_jobs(folder))
     missing = [job for job in planned_jobs(folder)
-               if not any(all(r.overrides.get(k) == v for k, v in job.items()) and r.scalars for r in runs)]
+               if not any(all(r.overrides.get(k) == v for k, v in job.items()) and (r.scalars or r.pipeline)
+                          for r in runs)]
     table = []
     for run in runs:
         row = {"run": run.name, **{k: run.overrides.get(k, "") for k in swept}}
@@ -239,7 +253,7 @@ def plot(report: dict[str, Any], folder: Path) -> list[Path]:
         figure, axis = plt.subplots(figsize=(7, 4))
         for run in runs:
             points = run.scalars.get(metric, [])
-            label = ", ".join(f"{k}={v}" for k, v in run.overrides.items()) or run.name
+            label = ", ".join(f"{k}={run.overrides.get(k, '')}" for k in report["swept"]) or run.name
             axis.plot([s for s, _ in points], [v for _, v in points], lw=1, label=label)
         axis.set_title(metric)
         axis.set_xlabel("RL step")

@@ -26,6 +26,7 @@ from r1lab.header import print_run_header
 from r1lab.plugins import load_plugins
 from r1lab.rewards.base import RewardSet
 from r1lab.rl.module import RLModule
+from r1lab.strategies import build_strategy, is_deepspeed, leave_no_ranks_behind, start_ranks_from_the_saved_config
 from r1lab.tasks.datamodule import PromptDataModule
 
 # The frozen reference model is in eval mode on purpose, and checkpoints after the step's updates are what
@@ -64,14 +65,23 @@ def torch_threads(cfg: DictConfig) -> int | None:
     return max(1, cores // (cores if jobs <= 0 else jobs))
 
 
-def make_trainer(cfg: DictConfig, callbacks: list[Callback], **overrides: Any) -> pl.Trainer:
-    """The Lightning Trainer from `cfg.trainer`, with r1lab's callbacks, logger and atomic checkpoints."""
+def make_trainer(cfg: DictConfig, callbacks: list[Callback], model: torch.nn.Module | None = None,
+                 max_grad_norm: float | None = None, **overrides: Any) -> pl.Trainer:
+    """The Lightning Trainer from `cfg.trainer`, with r1lab's callbacks, logger and atomic checkpoints.
+
+    `model` fills in what the strategy needs to know about it (FSDP: its decoder-layer classes).
+    """
     callbacks = callbacks + [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar())  # trainer.enable_progress_bar=false turns it off
+    trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k != "strategy"])
+    strategy = build_strategy(cfg.trainer.get("strategy"), model, max_grad_norm)
+    start_ranks_from_the_saved_config()
+    # DeepSpeed writes its own (sharded) checkpoint folders; the others go through r1lab's atomic writer.
+    plugins = [] if is_deepspeed(strategy) else [AtomicCheckpointIO()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=cfg.paths.output_dir,
-                          plugins=[AtomicCheckpointIO()], **overrides)
+    trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=logger, default_root_dir=cfg.paths.output_dir,
+                          strategy=strategy, plugins=plugins, **overrides)
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return trainer
@@ -92,12 +102,14 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
     monitor = [cfg.get("optimized_metric")] + [c.get("monitor") for c in cfg.callbacks.values() if c is not None]
     module = RLModule(policy, sampler, rewards, advantage, loss, **cfg.rl.optim, **cfg.rl.schedule,
                       dynamic_sampling=cfg.rl.dynamic_sampling.enabled, max_draws=cfg.rl.dynamic_sampling.max_draws,
-                      monitor=monitor)
+                      monitor=monitor, seed=cfg.seed)
 
-    trainer = make_trainer(cfg, callbacks=[CurriculumUpdate(), *callbacks])
+    trainer = make_trainer(cfg, callbacks=[CurriculumUpdate(), *callbacks], model=policy.model,
+                           max_grad_norm=cfg.rl.optim.max_grad_norm)
     if trainer.is_global_zero:
         print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir)))
+    with leave_no_ranks_behind():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir)))
 
     value = module.last_metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or not math.isfinite(float(value)) else float(value)

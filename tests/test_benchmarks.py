@@ -25,3 +25,21 @@ def test_vs_trl_smoke_writes_json_and_the_markdown_table(tmp_path):
     assert report["machine"]["torch_threads"] == 2
     table = (tmp_path / "vs_trl_smoke.md").read_text()
     assert "| toy (0.87 M) | r1lab |" in table and "| toy (0.87 M) | trl |" in table and "r1lab / floor" in table
+
+
+def test_gpu_check_smoke_runs_what_this_machine_has_and_skips_the_rest_with_reasons(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check_smoke.json").read_text())
+    checks = report["checks"]
+    for name in ("toy_r1_zero", "qwen0.5b_hf"):
+        assert checks[name]["status"] == "ran", checks[name]
+        assert checks[name]["steps"] == 2 and checks[name]["step_s_median"] > 0
+        assert checks[name]["rollout_tokens_per_s"] > 0 and checks[name]["peak_mem_gb"] > 0.1
+    if report["machine"]["gpus"] < 2:
+        assert checks["toy_ddp"] == {"status": "skipped", "reason": f"needs 2 GPUs, found {report['machine']['gpus']}"}
+    if "vllm" not in report["machine"]:
+        assert checks["qwen0.5b_vllm"] == {"status": "skipped", "reason": "vllm not installed"}
+    table = (tmp_path / "gpu_check_smoke.md").read_text()
+    assert "| toy_r1_zero | ran |" in table and "| qwen0.5b_vllm | skipped |" in table

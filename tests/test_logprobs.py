@@ -3,13 +3,11 @@
 import pytest
 import torch
 
+from conftest import TINY
 from r1lab.models import load_policy
 from r1lab.rl.logprobs import completion_logprobs, length_buckets
 from r1lab.rl.rollout import PromptBatch
 from r1lab.samplers.hf import HFSampler
-
-TINY = {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 256}
 
 
 @pytest.fixture(scope="module")

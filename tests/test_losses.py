@@ -64,6 +64,20 @@ def test_reference_model_is_only_needed_with_kl():
     assert GRPOLoss(beta=0.04).needs_reference is True
 
 
+def test_measure_kl_logs_the_kl_at_beta_zero_without_changing_the_loss():
+    logprobs = torch.tensor([[-1.0, -2.0]])
+    ref = torch.tensor([[-1.5, -1.0]])
+    mask, advantages = torch.ones(1, 2), torch.tensor([1.0])
+    measured = GRPOLoss(beta=0.0, measure_kl=True)
+    assert measured.needs_reference is True
+    out = measured(logprobs, logprobs, ref, advantages, mask)
+    plain = GRPOLoss(beta=0.0)(logprobs, logprobs, None, advantages, mask)
+    assert out.loss.item() == pytest.approx(plain.loss.item())
+    # k3 = exp(ref - lp) - (ref - lp) - 1 per token: (e^-0.5 + 0.5 - 1 + e^1 - 1 - 1) / 2
+    expected = (math.exp(-0.5) + 0.5 - 1 + math.exp(1.0) - 1 - 1) / 2
+    assert out.metrics["kl"] == pytest.approx(expected)
+
+
 def ones_ratio_case():
     """Two completions (3 tokens and 1 token), ratio 1, so the surrogate is -A per token and KL is 0."""
     logprobs = torch.tensor([[-1.0, -1.0, -1.0], [-2.0, 0.0, 0.0]])

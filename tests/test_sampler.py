@@ -1,20 +1,12 @@
 import pytest
 import torch
 
+from conftest import TINY
 from r1lab.models import load_policy, load_tokenizer
 from r1lab.models.tokenizers import build_char_tokenizer
 from r1lab.rl.logprobs import completion_logprobs
 from r1lab.rl.rollout import PromptBatch
 from r1lab.samplers.hf import HFSampler, completion_mask_and_truncation
-
-TINY = {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 256}
-
-
-@pytest.fixture(scope="module")
-def policy():
-    torch.manual_seed(0)
-    return load_policy(random_init=TINY)
 
 
 def batch(*prompts: str) -> PromptBatch:

@@ -43,6 +43,7 @@ def test_every_run_compare_correlation_and_pipeline_claims_by_hand():
     pipeline = Run("0", Path("0"), {}, {}, {"s": {"accuracy": 0.6}, "t": {"accuracy": 0.4}})
     claim = {"claim": "p", "kind": "pipeline_compare", "metric": "accuracy", "left": "s", "op": ">", "right": "t"}
     assert verdict(claim, [pipeline])["verdict"] == "reproduced"
+    assert verdict(claim | {"margin": -0.3}, [pipeline])["verdict"] == "not reproduced"  # 0.6 - 0.3 < 0.4
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert split_values("[accuracy,format],[prm]") == ["[accuracy,format]", "[prm]"]
 
@@ -59,6 +60,10 @@ def test_each_sweep_smoke_runs_and_reports(name, tmp_path):
     assert report.count("| **") == len(claims)  # one verdict row per claim, with its numbers
     for claim in claims:
         assert claim.claim in report
+    header = next(line for line in report.splitlines() if line.startswith("| run |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    spec = compose_sweep(name).r1lab_sweep
+    assert columns == ["run", *sorted(swept), *spec.metrics, "aha step", "steps"]  # constant overrides: no column
     run_rows = [line for line in report.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert len(run_rows) == RUNS[name]
     if compose_sweep(name).r1lab_sweep.metrics:

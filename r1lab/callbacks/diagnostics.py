@@ -14,6 +14,7 @@ from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before
 from r1lab.language import make_identifier
 from r1lab.rewards.accuracy import AccuracyReward
 from r1lab.samplers.hf import HFSampler
+from r1lab.strategies import shards_parameters
 
 
 def verify_gain(model, tokenizer, prompts: list[str], completions: list[str], answers: list[Any],
@@ -71,7 +72,9 @@ class Diagnostics(pl.Callback):
             "diag/format_hack_rate": sum(map(format_hack, completions)) / n,
             "diag/mixed_rate": sum(mixes_languages(c, self.identifier) for c in completions) / n,
         }
-        if self.ablation_every and step % self.ablation_every == 0 and "answer" in rollout.columns:
+        # The ablation samples from the policy on rank 0 alone: not possible when its weights are sharded.
+        if (self.ablation_every and step % self.ablation_every == 0 and "answer" in rollout.columns
+                and not shards_parameters(trainer.strategy)):
             k = self.ablation_samples
             gain = verify_gain(pl_module.policy, pl_module.tokenizer, rollout.prompts[:k], completions[:k],
                                rollout.columns["answer"][:k])

@@ -58,7 +58,10 @@ def build_random_model(random_init: dict[str, Any], dtype: torch.dtype, extra_to
     spec = dict(random_init)
     model_type = spec.pop("model_type", "qwen2")
     tokenizer = build_char_tokenizer(extra_tokens)
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+    # A larger vocab_size pads the embedding to a real model's size (for throughput runs): the extra ids
+    # decode to nothing.
+    vocab_size = max(len(tokenizer), int(spec.pop("vocab_size", 0) or 0))
+    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, pad_token_id=tokenizer.pad_token_id,
                                   eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **spec)
     model = AutoModelForCausalLM.from_config(config).to(dtype)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

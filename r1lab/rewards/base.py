@@ -46,6 +46,10 @@ class ScoredRollout:
         return ScoredRollout(self.total[index], {k: v[index] for k, v in self.terms.items()}, dict(self.failures),
                              int((~torch.isfinite(self.total[index])).sum()))
 
+    def to(self, device: torch.device | str) -> ScoredRollout:
+        return ScoredRollout(self.total.to(device), {k: v.to(device) for k, v in self.terms.items()},
+                             dict(self.failures), self.nonfinite)
+
     @staticmethod
     def concat(parts: list[ScoredRollout]) -> ScoredRollout:
         failures = {k: sum(p.failures.get(k, 0) for p in parts) for k in parts[0].failures}

@@ -55,11 +55,12 @@ class PolicyLoss:
     - `beta` weighs the KL (`kl_estimator` k1, k2 or k3); `kl_in_reward` moves it from the loss into the reward
       (r_i - β Σ_t KL_t, before advantages), as PPO-RLHF and REINFORCE++ do.
     - `mask_truncated`: no loss on completions cut by max_new_tokens (DAPO's overlong filtering).
+    - `measure_kl`: keep the reference model at β = 0 too, to log train/kl (one more forward per step).
     """
 
     def __init__(self, eps: float = 0.2, beta: float = 0.04, eps_low: float | None = None,
                  eps_high: float | None = None, kl_estimator: str = "k3", kl_in_reward: bool = False,
-                 mask_truncated: bool = False):
+                 mask_truncated: bool = False, measure_kl: bool = False):
         if not eps > 0:
             raise ValueError(f"loss.eps must be > 0 (the clip range is 1 ± eps), got {eps}")
         for name, value in (("eps_low", eps_low), ("eps_high", eps_high)):
@@ -79,10 +80,11 @@ class PolicyLoss:
         self.kl = KL_ESTIMATORS[kl_estimator]
         self.kl_in_reward = bool(kl_in_reward)
         self.mask_truncated = bool(mask_truncated)
+        self.measure_kl = bool(measure_kl)
 
     @property
     def needs_reference(self) -> bool:
-        return self.beta > 0
+        return self.beta > 0 or self.measure_kl
 
     def token_mask(self, rollout: Rollout) -> Tensor:
         """The tokens this loss trains on."""

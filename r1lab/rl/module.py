@@ -11,6 +11,7 @@ import copy
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from r1lab.distributed import (all_ranks_agree, gather_objects, local_share, mean_over_ranks, prompt_seeds,
+                               rank_and_world)
 from r1lab.models.policy import Policy
 from r1lab.rewards.accuracy import AccuracyReward
 from r1lab.rewards.base import RewardSet, ScoredRollout
@@ -27,10 +30,25 @@ from r1lab.rl.losses import PolicyLoss
 from r1lab.rl.metrics import rollout_metrics
 from r1lab.rl.rollout import PromptBatch, Rollout
 from r1lab.samplers.base import Sampler
+from r1lab.strategies import full_parameters, is_deepspeed, is_fsdp
 
 
 class DivergedError(RuntimeError):
     pass
+
+
+# Update metrics that are means over tokens (the rest are means over completions or plain values).
+TOKEN_MEANS = ("train/kl", "train/clip_frac", "train/clip_frac_low", "train/clip_frac_high", "train/ratio",
+               "train/entropy")
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch on a GPU; peak resident memory of the process on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux
 
 
 class RLModule(pl.LightningModule):
@@ -38,7 +56,7 @@ class RLModule(pl.LightningModule):
                  loss: PolicyLoss, lr: float = 1e-5, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
                  warmup_steps: int = 0, max_grad_norm: float | None = 1.0, ppo_epochs: int = 1,
                  num_minibatches: int = 1, max_consecutive_skips: int = 10, length_buckets: int = 4,
-                 dynamic_sampling: bool = False, max_draws: int = 4, monitor: Sequence[str] = ()):
+                 dynamic_sampling: bool = False, max_draws: int = 4, monitor: Sequence[str] = (), seed: int = 0):
         super().__init__()
         if ppo_epochs < 1 or num_minibatches < 1:
             raise ValueError(f"rl.ppo_epochs and rl.num_minibatches must be >= 1, got {ppo_epochs}, {num_minibatches}")
@@ -60,6 +78,7 @@ class RLModule(pl.LightningModule):
             raise ValueError(f"rl.dynamic_sampling.max_draws must be >= 1, got {max_draws}")
         self.dynamic_sampling, self.max_draws = dynamic_sampling, max_draws
         self.consecutive_skips = 0
+        self.seed = seed  # with the RL step, seeds each prompt's sampling (sampler.seeding=per_prompt)
         self.hard_difficulty = None  # the task's hardest difficulty label, for train/accuracy_hard
         self.rl_step = 0  # RL steps done: the x-axis of every metric (optimizer steps may be more)
         self.monitor = [name for name in monitor if name]  # metrics callbacks watch (trainer.callback_metrics)
@@ -75,45 +94,65 @@ class RLModule(pl.LightningModule):
         with torch.no_grad():
             # 1-2. Rollout (G completions per prompt from the current policy) and reward (a weighted sum of
             #      named terms per completion); with dynamic sampling, more prompts until groups differ.
+            #      With several ranks, each samples its share of the global batch.
             self.policy.eval()
-            rollout, scored, draws = self.sample_and_score(batch)
+            rollout, scored, draws = self.sample_and_score(self.local_part(batch, draw=0))
             rollout_s = time.perf_counter() - started
             # 3. Log-probs the loss compares against: the pre-update policy (needed when a rollout feeds
             #    several optimizer steps, or for a KL reward penalty) and the frozen reference (for the KL).
-            if self.ppo_epochs * self.num_minibatches > 1 or self.loss.kl_in_reward:
+            if self.ppo_epochs * self.num_minibatches > 1 or self.loss.kl_in_reward or self.sampler.checks_logprobs:
                 rollout.old_logprobs = self.logprobs(self.policy, rollout)
             if self.ref_policy is not None:
                 rollout.ref_logprobs = self.logprobs(self.ref_policy, rollout)
             rollout.rewards = scored.total.to(self.device) - self.loss.reward_penalty(rollout)
             # 4. Advantage: how much better each completion is than its baseline.
             rollout.advantages = self.advantage(rollout)
-        metrics = rollout_metrics(rollout, scored, self.accuracy_of(rollout, scored), self.hard_difficulty)
-        metrics |= self.rewards.term_metrics(rollout.completions, rollout.reward_columns(), scored)
+        everyone, everyone_scored = self.gather_global_batch(rollout, scored)  # metrics describe the global batch
+        metrics = rollout_metrics(everyone, everyone_scored, self.accuracy_of(everyone, everyone_scored),
+                                  self.hard_difficulty)
+        metrics |= self.rewards.term_metrics(everyone.completions, everyone.reward_columns(), everyone_scored)
 
         # 5. Loss and optimizer steps: ppo_epochs passes over shuffled minibatches of the rollout.
         self.policy.train()
         updates: list[dict[str, float]] = []
-        if scored.nonfinite == 0:
+        if all_ranks_agree(scored.nonfinite == 0):
             for _ in range(self.ppo_epochs):
                 for minibatch in rollout.minibatches(self.num_minibatches):
                     updates.append(self.update(minibatch))
         metrics |= self.summarise_updates(updates)
 
-        metrics["train/dynamic_sampling_draws"] = float(draws)
-        metrics["perf/step_s"] = time.perf_counter() - started
-        metrics["perf/rollout_s"] = rollout_s
-        metrics["perf/rollout_tokens_per_s"] = rollout.completion_lengths.sum().item() / max(rollout_s, 1e-9)
+        perf = {"train/dynamic_sampling_draws": float(draws), "perf/rollout_s": rollout_s,
+                "perf/step_s": time.perf_counter() - started, "perf/peak_mem_gb": peak_memory_gb(self.device)}
         if rollout.sampler_logprobs is not None and rollout.old_logprobs is not None:
             gap = (rollout.sampler_logprobs - rollout.old_logprobs).abs() * rollout.completion_mask
-            metrics["perf/logprob_mismatch"] = gap.max().item()
+            perf["perf/logprob_mismatch"] = gap.max().item()
+        # The slowest rank sets the pace; throughput counts every rank's tokens.
+        slowest = ("perf/rollout_s", "perf/step_s", "perf/logprob_mismatch", "perf/peak_mem_gb")
+        metrics |= mean_over_ranks(gather_objects(perf), maxed=slowest)
+        tokens = everyone.completion_lengths.sum().item()
+        metrics["perf/rollout_tokens_per_s"] = tokens / max(metrics["perf/rollout_s"], 1e-9)
         step = self.log_step(metrics)
-        return {"rollout": rollout, "scored": scored, "metrics": metrics, "step": step}
+        return {"rollout": everyone, "scored": everyone_scored, "metrics": metrics, "step": step}
+
+    def local_part(self, batch: PromptBatch, draw: int) -> PromptBatch:
+        """This rank's share of a global batch, each prompt with its sampling seed."""
+        rank, world = rank_and_world()
+        batch = replace(batch, seeds=prompt_seeds(self.seed, self.rl_step, draw, len(batch)))
+        return batch.part(local_share(len(batch), rank, world))
+
+    def gather_global_batch(self, rollout: Rollout, scored: ScoredRollout) -> tuple[Rollout, ScoredRollout]:
+        """Every rank's rollout and scores, in rank order (= the global batch's order); one rank: as is."""
+        if rank_and_world()[1] == 1:
+            return rollout, scored
+        parts = gather_objects((rollout.to("cpu"), scored.to("cpu")))
+        merged = Rollout.concat([r for r, _ in parts], self.tokenizer.pad_token_id).to(self.device)
+        return merged, ScoredRollout.concat([s for _, s in parts]).to(self.device)
 
     def sample_and_score(self, batch: PromptBatch) -> tuple[Rollout, ScoredRollout, int]:
         """Sample and score `batch`. With dynamic sampling (DAPO), drop groups whose rewards are all equal
         (they carry no signal) and draw more prompts until the batch is full again, at most `max_draws`
         draws in all; if no group differs at all, the first draw is kept as it is."""
-        rollout = self.sampler.rollout(self.policy, self.tokenizer, batch)
+        rollout = self.sample(batch)
         scored = self.rewards(rollout.prompts, rollout.completions, rollout.reward_columns())
         if not self.dynamic_sampling:
             return rollout, scored, 1
@@ -127,10 +166,10 @@ class RLModule(pl.LightningModule):
                 rows = [g * rollout.group_size + k for g in informative for k in range(rollout.group_size)]
                 kept.append((rollout.select_groups(informative), scored.select(rows)))
             have = sum(r.num_groups for r, _ in kept)
-            if have >= wanted or draws >= self.max_draws:
+            if all_ranks_agree(have >= wanted) or draws >= self.max_draws:  # ranks draw in step (collectives)
                 break
-            extra = self.trainer.datamodule.extra_batch(draws)
-            rollout = self.sampler.rollout(self.policy, self.tokenizer, extra)
+            extra = self.local_part(self.trainer.datamodule.extra_batch(draws), draw=draws)
+            rollout = self.sample(extra)
             scored = self.rewards(rollout.prompts, rollout.completions, rollout.reward_columns())
             draws += 1
         if not kept:
@@ -141,6 +180,10 @@ class RLModule(pl.LightningModule):
         rows = [g * merged.group_size + k for g in groups for k in range(merged.group_size)]
         return merged.select_groups(groups), merged_scores.select(rows), draws
 
+    def sample(self, batch: PromptBatch) -> Rollout:
+        with full_parameters(self.strategy, self.policy):  # ZeRO-3: gather the weights once, not per token
+            return self.sampler.rollout(self.policy, self.tokenizer, batch)
+
     def update(self, minibatch: Rollout) -> dict[str, float]:
         """One optimizer step on a minibatch; skipped (and reported) when the loss is not finite."""
         optimizer = self.optimizers()
@@ -149,19 +192,35 @@ class RLModule(pl.LightningModule):
         old = minibatch.old_logprobs if minibatch.old_logprobs is not None else logprobs.detach()
         mask = self.loss.token_mask(minibatch)
         out = self.loss(logprobs, old, minibatch.ref_logprobs, minibatch.advantages, mask)
-        if not torch.isfinite(out.loss):
+        if not all_ranks_agree(bool(torch.isfinite(out.loss))):  # every rank skips, or none (gradient sync)
             return {"skipped": 1.0}
         optimizer.zero_grad()
         self.manual_backward(out.loss)
+        grad_norm = self.clip_gradients_to_max_norm(optimizer)
+        optimizer.step()
+        if is_deepspeed(self.strategy):  # DeepSpeed clips inside its step and knows the norm only afterwards
+            grad_norm = float(self.strategy.deepspeed_engine.get_global_grad_norm() or float("nan"))
+        self.lr_schedulers().step()
+        self.sampler.policy_updated()
+        entropy = (entropy * minibatch.completion_mask).sum() / minibatch.completion_mask.sum().clamp_min(1.0)
+        return {"loss": out.loss.item(), "grad_norm": grad_norm, "entropy": entropy.item(), "skipped": 0.0,
+                "tokens": mask.sum().item(), **out.metrics}
+
+    def clip_gradients_to_max_norm(self, optimizer) -> float:
+        """Clip the gradient to `max_grad_norm`; returns its norm before clipping (over all ranks' shards)."""
+        if is_fsdp(self.strategy):  # only the root FSDP module sees every shard
+            return float(self.strategy.model.clip_grad_norm_(self.max_grad_norm or float("inf")))
+        if is_deepspeed(self.strategy):  # gradient_clipping is in DeepSpeed's config (r1lab.strategies)
+            return float("nan")
         grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
         if self.max_grad_norm:
             self.clip_gradients(optimizer, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
-        optimizer.step()
-        self.lr_schedulers().step()
-        entropy = (entropy * minibatch.completion_mask).sum() / minibatch.completion_mask.sum().clamp_min(1.0)
-        return {"loss": out.loss.item(), "grad_norm": grad_norm, "entropy": entropy.item(), "skipped": 0.0,
-                **out.metrics}
+        return grad_norm
+
+    @property
+    def strategy(self) -> Any:
+        return self._trainer.strategy if self._trainer is not None else None
 
     # ----------------------------------------------------------------------------------------- helpers
     def log_step(self, metrics: dict[str, float]) -> int:
@@ -202,9 +261,14 @@ class RLModule(pl.LightningModule):
         done = [u for u in updates if not u["skipped"]]
         summary = {"train/skipped_updates": float(skipped), "train/lr": self.optimizers().param_groups[0]["lr"]}
         for key in (done[0] if done else {}):
-            if key != "skipped":
+            if key not in ("skipped", "tokens"):
                 summary[f"train/{key}"] = float(np.mean([u[key] for u in done]))
-        return summary
+        # Over ranks: token means (KL, clip fractions, ...) weighted by each rank's tokens, so that they equal
+        # one process's token mean over the whole batch.
+        tokens = {"tokens": float(sum(u["tokens"] for u in done))}
+        per_rank = gather_objects(summary | tokens)
+        return {k: v for k, v in mean_over_ranks(per_rank, weighted=TOKEN_MEANS, weight="tokens").items()
+                if k != "tokens"}
 
     # -------------------------------------------------------------------------------- Lightning plumbing
     def configure_optimizers(self):

@@ -55,6 +55,11 @@ class Rollout:
     def completion_lengths(self) -> Tensor:
         return self.completion_mask.sum(-1)
 
+    def to(self, device: torch.device | str) -> Rollout:
+        """The same rollout with its tensors on `device` (e.g. the CPU, to send to other ranks)."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)}
+        return replace(self, **moved)
+
     def completion_token_lists(self) -> list[list[int]]:
         """Each completion's token ids (EOS included, padding dropped), as TRL passes `completion_ids`."""
         return [ids[mask.bool()].tolist() for ids, mask in zip(self.completion_ids, self.completion_mask)]
@@ -134,9 +139,15 @@ class PromptBatch:
     prompts: list[str]
     columns: dict[str, list[Any]]
     indices: list[int]  # positions in the task, for the curriculum
+    seeds: list[int] | None = None  # one sampling seed per prompt (used by sampler.seeding=per_prompt)
 
     def __len__(self) -> int:
         return len(self.prompts)
+
+    def part(self, rows: slice) -> PromptBatch:
+        """The prompts in `rows` (e.g. one rank's share of the global batch)."""
+        return PromptBatch(self.prompts[rows], {k: v[rows] for k, v in self.columns.items()}, self.indices[rows],
+                           None if self.seeds is None else self.seeds[rows])
 
     @classmethod
     def collate(cls, rows: list[dict[str, Any]]) -> PromptBatch:

@@ -22,8 +22,15 @@ class Sampler:
         self.temperature = float(temperature)
         self.max_new_tokens = int(max_new_tokens)
 
+    # A sampler with its own copy of the weights (vLLM) sets this: the RL step then recomputes the behaviour
+    # log-probs with the trained policy and logs the largest difference as perf/logprob_mismatch.
+    checks_logprobs = False
+
     def rollout(self, model: PreTrainedModel, tokenizer, batch: PromptBatch) -> Rollout:
         raise NotImplementedError
+
+    def policy_updated(self) -> None:
+        """Called after every optimizer step: a sampler holding a copy of the weights must refresh it."""
 
 
 def rollout_from_texts(tokenizer, prompts: list[str], completions: list[str], finished: list[bool], group_size: int,
@@ -32,24 +39,35 @@ def rollout_from_texts(tokenizer, prompts: list[str], completions: list[str], fi
 
     Completions are re-tokenised; a finished one gets EOS appended (and counted in its mask).
     """
-    import torch
-
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     completion_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if done else [])
                       for c, done in zip(completions, finished)]
+    return rollout_from_ids(tokenizer.pad_token_id, prompts, completions, prompt_ids, completion_ids, finished,
+                            group_size, columns, device=device)
+
+
+def rollout_from_ids(pad_token_id: int, prompts: list[str], completions: list[str], prompt_ids: list[list[int]],
+                     completion_ids: list[list[int]], finished: list[bool], group_size: int, columns: dict,
+                     logprobs: list[list[float]] | None = None, device=None) -> Rollout:
+    """A Rollout from per-row token id lists (prompts left-padded, completions right-padded); a finished
+    row's completion ids end with its stop token. `logprobs`: the sampler's log-prob of each completion token."""
+    import torch
+
     prompt_width = max(len(ids) for ids in prompt_ids)
     width = max(1, max(len(ids) for ids in completion_ids))
-    pad = tokenizer.pad_token_id
-    input_ids = torch.full((len(prompts), prompt_width + width), pad, dtype=torch.long)
+    input_ids = torch.full((len(prompts), prompt_width + width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
     completion_mask = torch.zeros(len(prompts), width)
+    sampler_logprobs = None if logprobs is None else torch.zeros(len(prompts), width)
     for row, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
         input_ids[row, prompt_width - len(p):prompt_width] = torch.tensor(p, dtype=torch.long)
         attention_mask[row, prompt_width - len(p):prompt_width + len(c)] = 1
         if c:
             input_ids[row, prompt_width:prompt_width + len(c)] = torch.tensor(c, dtype=torch.long)
+            if sampler_logprobs is not None:
+                sampler_logprobs[row, :len(c)] = torch.tensor(logprobs[row][:len(c)], dtype=torch.float)
         completion_mask[row, :len(c)] = 1.0
     return Rollout(prompts=list(prompts), completions=list(completions), group_size=group_size,
                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                    completion_mask=completion_mask.to(device), truncated=torch.tensor([not f for f in finished]),
-                   columns=columns)
+                   columns=columns, sampler_logprobs=None if sampler_logprobs is None else sampler_logprobs.to(device))

@@ -12,8 +12,10 @@ from r1lab.registry import SAMPLERS
 from r1lab.rl.rollout import PromptBatch, Rollout
 from r1lab.samplers import lean_decode
 from r1lab.samplers.base import Sampler
+from r1lab.strategies import sharded_parameters
 
 ENGINES = ("auto", "lean", "generate")
+SEEDINGS = ("global", "per_prompt")
 
 
 class _LogprobRecorder(LogitsProcessor):
@@ -60,21 +62,37 @@ class HFSampler(Sampler):
     `engine`: `lean` decodes with r1lab's KV-cache loop (samplers/lean_decode.py: Qwen2/Llama/Mistral-style
     models, several times less per-token overhead on small models), `generate` with `model.generate`
     (any model), `auto` picks `lean` where the architecture is supported.
+
+    `seeding`: `global` draws from torch's global RNG; `per_prompt` (lean engine) draws each prompt's group
+    from its own seed (the RL step gives every prompt of the global batch one), so completions do not depend
+    on batch layout or on the number of data-parallel ranks.
     """
 
     def __init__(self, group_size: int = 8, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-                 max_new_tokens: int = 256, record_logprobs: bool = True, engine: str = "auto"):
+                 max_new_tokens: int = 256, record_logprobs: bool = True, engine: str = "auto",
+                 seeding: str = "global"):
         super().__init__(group_size, temperature, max_new_tokens)
         if not 0 < top_p <= 1:
             raise ValueError(f"sampler.top_p must be in (0, 1], got {top_p}")
         if engine not in ENGINES:
             raise ValueError(f"sampler.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if seeding not in SEEDINGS:
+            raise ValueError(f"sampler.seeding must be one of {', '.join(SEEDINGS)}, got {seeding!r}")
+        if seeding == "per_prompt" and engine == "generate":
+            raise ValueError("sampler.seeding=per_prompt needs sampler.engine=lean (or auto with a supported model); "
+                             "model.generate draws from the global RNG")
+        self.seeding = seeding
         self.top_p = float(top_p)
         self.top_k = int(top_k)
         self.record_logprobs = record_logprobs
         self.engine = engine
 
     def engine_for(self, model: PreTrainedModel) -> str:
+        if sharded_parameters(model):  # FSDP units gather their weights in their own forward, which lean skips
+            if self.engine == "lean":
+                raise ValueError("sampler.engine=lean cannot decode an FSDP-sharded model; use sampler.engine=auto "
+                                 "or generate")
+            return "generate"
         if self.engine != "auto":
             if self.engine == "lean" and not lean_decode.supports(model):
                 raise ValueError(f"sampler.engine=lean supports model types {', '.join(lean_decode.SUPPORTED_MODEL_TYPES)} "
@@ -87,7 +105,10 @@ class HFSampler(Sampler):
     def rollout(self, model: PreTrainedModel, tokenizer, batch: PromptBatch) -> Rollout:
         prompts, columns = batch.repeat(self.group_size)
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        sequences, sampler_logprobs = self.generate(model, tokenizer, encoded)
+        seeds = None
+        if self.seeding == "per_prompt":  # batches from outside the RL step carry no seeds: draw them
+            seeds = batch.seeds if batch.seeds is not None else torch.randint(2**62, (len(batch),)).tolist()
+        sequences, sampler_logprobs = self.generate(model, tokenizer, encoded, group_seeds=seeds)
         prompt_width = encoded["input_ids"].shape[1]
         completion_ids = sequences[:, prompt_width:]
         completion_mask, truncated = completion_mask_and_truncation(completion_ids, tokenizer.eos_token_id)
@@ -102,17 +123,23 @@ class HFSampler(Sampler):
         )
 
     def generate(self, model: PreTrainedModel, tokenizer, encoded, max_new_tokens: int | None = None,
-                 stop_ids: Sequence[int] = ()) -> tuple[Tensor, Tensor | None]:
+                 stop_ids: Sequence[int] = (), group_seeds: Sequence[int] | None = None) -> tuple[Tensor, Tensor | None]:
         """(prompt + completion ids, per-token log-probs of the sampled tokens or None).
 
         Rows stop at EOS or at any of `stop_ids` (e.g. a step delimiter, for step-level search).
+        `group_seeds`: one seed per group of `group_size` consecutive rows (lean engine only).
         """
         max_new_tokens = max_new_tokens or self.max_new_tokens
         stops = [tokenizer.eos_token_id, *stop_ids]
-        if self.engine_for(model) == "lean":
+        engine = self.engine_for(model)
+        if group_seeds is not None and engine != "lean":
+            raise ValueError(f"sampler.seeding=per_prompt needs the lean engine; this {model.config.model_type} model "
+                             "is not supported by it (use sampler.seeding=global)")
+        if engine == "lean":
+            noise = None if group_seeds is None else lean_decode.GroupNoise(group_seeds, self.group_size, model.device)
             sequences, logprobs = lean_decode.lean_sample(
                 model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens, stops,
-                tokenizer.pad_token_id, self.temperature, self.top_p, self.top_k)
+                tokenizer.pad_token_id, self.temperature, self.top_p, self.top_k, noise=noise)
             return sequences, logprobs if self.record_logprobs else None
         recorder = _LogprobRecorder(self.temperature) if self.record_logprobs else None
         sequences = model.generate(

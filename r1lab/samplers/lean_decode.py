@@ -115,18 +115,39 @@ def _filter_top_k_top_p(logits: Tensor, top_k: int, top_p: float) -> Tensor:
     return logits
 
 
+class GroupNoise:
+    """Gumbel noise from one generator per group of `group_size` consecutive rows.
+
+    Every step draws a full (group_size, vocab) block for every group, finished or not, so a group's
+    samples depend only on its seed and the model, not on what else is in the batch (e.g. which rank of a
+    data-parallel run samples it). argmax(logits + Gumbel) is an exact sample from softmax(logits).
+    """
+
+    def __init__(self, seeds: Sequence[int], group_size: int, device: torch.device):
+        self.group_size = group_size
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.device = device
+
+    def sample(self, logits: Tensor, rows: Tensor) -> Tensor:
+        vocab = logits.shape[-1]
+        uniform = torch.cat([torch.rand(self.group_size, vocab, generator=g, device=self.device)
+                             for g in self.generators])[rows]
+        return (logits - torch.log(-torch.log(uniform))).argmax(-1)
+
+
 @torch.no_grad()
 def lean_sample(model, input_ids: Tensor, attention_mask: Tensor, max_new_tokens: int,
                 eos_token_id: int | Sequence[int],
                 pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-                do_sample: bool = True) -> tuple[Tensor, Tensor]:
+                do_sample: bool = True, noise: GroupNoise | None = None) -> tuple[Tensor, Tensor]:
     """Sample up to `max_new_tokens` per row; returns (sequences (B, P + C), log-probs (B, C)).
 
     As with `generate`: rows that emitted EOS continue with padding (log-prob 0), decoding stops when every
     row has (`eos_token_id` may list several stop tokens), and log-probs are those of the tempered,
     unfiltered distribution (what the loss scores).
     Finished rows leave the decoding batch once a quarter of it has finished: completions of very different
-    lengths then cost about their real tokens, not batch × longest.
+    lengths then cost about their real tokens, not batch × longest. `noise`: per-group seeded sampling
+    instead of the global RNG.
     """
     batch, device = input_ids.shape[0], input_ids.device
     stops = torch.as_tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
@@ -138,7 +159,9 @@ def lean_sample(model, input_ids: Tensor, attention_mask: Tensor, max_new_tokens
     logprobs = torch.zeros(batch, max_new_tokens, device=device)
     for step in range(max_new_tokens):
         scaled = logits.float() / temperature
-        if do_sample:
+        if do_sample and noise is not None:
+            token = noise.sample(_filter_top_k_top_p(scaled, top_k, top_p), rows)
+        elif do_sample:
             token = torch.multinomial(_filter_top_k_top_p(scaled, top_k, top_p).softmax(-1), 1).squeeze(-1)
         else:
             token = scaled.argmax(-1)

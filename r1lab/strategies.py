@@ -1,0 +1,158 @@
+"""Lightning strategies for the trainer presets (conf/trainer/*.yaml).
+
+A preset names its strategy as Lightning does (`strategy: ddp`) or as a config with `_target_`; what depends
+on the model or on optional packages is filled in here: FSDP wraps the model's own decoder-layer classes,
+DeepSpeed gets r1lab's gradient clipping, and a missing package gives an install hint instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+INSTALL_HINTS = {
+    "deepspeed": "pip install 'r1lab[deepspeed]' (DeepSpeed compiles its C++ ops on first use, which takes minutes)",
+}
+
+
+def require(package: str, feature: str) -> None:
+    if importlib.util.find_spec(package) is None:
+        raise ImportError(f"{feature} needs the {package} package, which is not installed: {INSTALL_HINTS[package]}")
+
+
+def build_strategy(spec: Any, model: torch.nn.Module | None = None, max_grad_norm: float | None = None) -> Any:
+    """`trainer.strategy` → what `lightning.Trainer(strategy=...)` takes."""
+    if spec is None or isinstance(spec, str):
+        if isinstance(spec, str) and spec.startswith("deepspeed"):
+            require("deepspeed", f"trainer.strategy={spec}")
+        return spec if spec is not None else "auto"
+    spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec)
+    target = spec.get("_target_", "")
+    if "DeepSpeed" in target:
+        require("deepspeed", "trainer.strategy=DeepSpeedStrategy (trainer=deepspeed_zero2/3)")
+    if "FSDP" in target and spec.get("auto_wrap_policy") == "decoder_layers":
+        spec["auto_wrap_policy"] = decoder_layer_classes(model) if model is not None else None
+    strategy = instantiate(spec)
+    if "DeepSpeed" in target and max_grad_norm:
+        strategy.config.setdefault("gradient_clipping", float(max_grad_norm))  # DeepSpeed clips inside its step
+    return strategy
+
+
+def decoder_layer_classes(model: torch.nn.Module) -> set[type]:
+    """The classes a `transformers` model says must not be split (its decoder layers): FSDP's wrap units."""
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    classes = {type(m) for m in model.modules() if type(m).__name__ in names}
+    if not classes:
+        raise ValueError(f"trainer=fsdp wraps the model's decoder layers, but {type(model).__name__} names none "
+                         "(_no_split_modules); set trainer.strategy.auto_wrap_policy to a set of layer classes")
+    return classes
+
+
+def is_deepspeed(strategy: Any) -> bool:
+    if isinstance(strategy, str):
+        return strategy.startswith("deepspeed")
+    return type(strategy).__name__ == "DeepSpeedStrategy"
+
+
+def is_fsdp(strategy: Any) -> bool:
+    return type(strategy).__name__ == "FSDPStrategy"
+
+
+def deepspeed_stage(strategy: Any) -> int:
+    return int(strategy.config.get("zero_optimization", {}).get("stage", 0)) if is_deepspeed(strategy) else 0
+
+
+@contextmanager
+def full_parameters(strategy: Any, model: torch.nn.Module):
+    """Generation under ZeRO-3 would gather every layer's weights once per token: gather them once for the
+    whole rollout instead (each rank then holds the full model while sampling). Other strategies: as is."""
+    if deepspeed_stage(strategy) == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters())):
+            yield
+    else:
+        with nullcontext():
+            yield
+
+
+def sharded_parameters(model: torch.nn.Module) -> bool:
+    """True when some submodule is an FSDP unit: its weights are only whole inside its own forward."""
+    return any(type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())
+
+
+def shards_parameters(strategy: Any) -> bool:
+    """FSDP and ZeRO-3 keep each parameter in pieces across ranks: using the whole model outside the
+    training step takes every rank."""
+    return is_fsdp(strategy) or deepspeed_stage(strategy) == 3
+
+
+def full_policy_state_dict(strategy: Any, module: Any) -> dict[str, torch.Tensor] | None:
+    """The policy's whole weights under a sharding strategy (every rank must call this: it gathers), None
+    where `module.policy.state_dict()` is already whole."""
+    if deepspeed_stage(strategy) == 3:
+        with full_parameters(strategy, module.policy):
+            return {k: v.detach().cpu().clone() for k, v in module.policy.state_dict().items()}
+    if is_fsdp(strategy):
+        prefix = "policy."
+        return {k[len(prefix):]: v for k, v in strategy.lightning_module_state_dict().items() if k.startswith(prefix)}
+    return None
+
+
+def start_ranks_from_the_saved_config() -> None:
+    """Make Lightning start the other DDP ranks of a Hydra job from the job's saved config.
+
+    Lightning restarts the original command line in every rank (with `hydra.run.dir` set). Inside a
+    multirun (`-m`) that command is the whole sweep, so each rank would launch a sweep of its own. Instead,
+    each rank runs exactly this job: `python -m r1lab -cp <run dir>/.hydra -cn config`, in the same run dir.
+    """
+    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+    from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
+
+    if getattr(trainer_launcher._hydra_subprocess_cmd, "r1lab", False):
+        return
+    lightnings_own = fabric_launcher._hydra_subprocess_cmd
+
+    def job_command(local_rank: int):
+        import sys
+        from pathlib import Path
+
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+
+        hydra = HydraConfig.get()
+        run_dir = Path(hydra.runtime.output_dir).resolve()
+        saved = run_dir / hydra.output_subdir if hydra.output_subdir else None
+        if saved is None or not (saved / "config.yaml").is_file():
+            return lightnings_own(local_rank)
+        command = [sys.executable, "-m", "r1lab", "-cp", str(saved), "-cn", "config", f"hydra.run.dir={run_dir}",
+                   "hydra.output_subdir=null", f"hydra.job.name=rank_{local_rank}"]
+        return command, get_original_cwd()
+
+    job_command.r1lab = True
+    fabric_launcher._hydra_subprocess_cmd = trainer_launcher._hydra_subprocess_cmd = job_command
+
+
+@contextmanager
+def leave_no_ranks_behind():
+    """Around `trainer.fit`: afterwards, drop the process group and the rank variables Lightning put into the
+    environment. In a multirun, the next job in the same process would otherwise take them for an external
+    launcher's ranks and wait for processes that have already exited."""
+    import os
+
+    import torch.distributed as dist
+
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update(before)
