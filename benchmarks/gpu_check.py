@@ -48,7 +48,8 @@ def checks(smoke: bool, gpus: int) -> list[dict]:
     return [
         {"name": "toy_r1_zero", "args": ["+experiment=r1_zero", *trainer, *(steps or ["trainer.max_steps=20"])]},
         {"name": "qwen0.5b_hf", "args": [*model, *trainer, *size, *(steps or ["trainer.max_steps=5"])]},
-        {"name": "qwen0.5b_vllm", "args": [*model, *trainer, *size, "sampler=vllm", *(steps or ["trainer.max_steps=5"])],
+        {"name": "qwen0.5b_vllm",
+         "args": [*model, *trainer, *size, "sampler=vllm", *(steps or ["trainer.max_steps=5"])],
          "skip": None if has_vllm and gpus else "vllm not installed" if not has_vllm else "no GPU"},
         {"name": "qwen0.5b_zero2", "args": [*model, "trainer=deepspeed_zero2", "trainer.devices=1", *size,
                                             *(steps or ["trainer.max_steps=5"])],

@@ -8,7 +8,7 @@ DeepSpeed gets r1lab's gradient clipping, and a missing package gives an install
 from __future__ import annotations
 
 import importlib.util
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -77,8 +77,7 @@ def full_parameters(strategy: Any, model: torch.nn.Module):
         with deepspeed.zero.GatheredParameters(list(model.parameters())):
             yield
     else:
-        with nullcontext():
-            yield
+        yield
 
 
 def sharded_parameters(model: torch.nn.Module) -> bool:

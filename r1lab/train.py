@@ -108,8 +108,9 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
                            max_grad_norm=cfg.rl.optim.max_grad_norm)
     if trainer.is_global_zero:
         print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source)
+    checkpoint = resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir))
     with leave_no_ranks_behind():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir)))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
 
     value = module.last_metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or not math.isfinite(float(value)) else float(value)

@@ -37,7 +37,8 @@ class VLLMSampler(Sampler):
 
     def __init__(self, group_size: int = 8, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  max_new_tokens: int = 256, gpu_memory_utilization: float = 0.3, tensor_parallel_size: int = 1,
-                 max_model_len: int | None = None, sleep: bool = True, dtype: str = "auto", enforce_eager: bool = False):
+                 max_model_len: int | None = None, sleep: bool = True, dtype: str = "auto",
+                 enforce_eager: bool = False):
         super().__init__(group_size, temperature, max_new_tokens)
         if not vllm_available():
             raise ImportError(INSTALL_HINT)
