@@ -8,6 +8,7 @@ optimizer steps. Every part is a small object from a registry, testable without 
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -31,6 +32,9 @@ from r1lab.rl.metrics import rollout_metrics
 from r1lab.rl.rollout import PromptBatch, Rollout
 from r1lab.samplers.base import Sampler
 from r1lab.strategies import full_parameters, is_deepspeed, is_fsdp
+
+
+log = logging.getLogger("r1lab")
 
 
 class DivergedError(RuntimeError):
@@ -87,6 +91,11 @@ class RLModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         self.hard_difficulty = getattr(getattr(datamodule, "task", None), "hard_difficulty", None)
+        shared_stream = rank_and_world()[1] > 1 and getattr(self.sampler, "seeding", None) == "global"
+        if shared_stream and self.trainer.is_global_zero:
+            # Every rank starts from the same global RNG state (and a resumed run restores rank 0's on all).
+            log.warning("several ranks sample with the same global RNG stream; sampler.seeding=per_prompt gives "
+                        "each prompt its own seed (and the same completions as a single process)")
 
     # ------------------------------------------------------------------------------------------ the step
     def training_step(self, batch: PromptBatch, batch_idx: int) -> dict[str, Any]:
