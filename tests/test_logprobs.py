@@ -49,3 +49,15 @@ def test_bucketed_logprobs_and_gradients_equal_one_padded_pass(policy_and_rollou
     assert torch.allclose(lp, one_lp, atol=1e-4) and torch.allclose(ent, one_ent, atol=1e-4)
     assert torch.allclose(grad, one_grad, rtol=1e-3, atol=1e-5)
     assert lp.shape == mask.shape
+
+
+def test_logits_are_computed_for_completion_positions_only(policy_and_rollout):
+    """The LM head runs on C + 1 positions, not P + C: prompt logits would cost N × P × vocab floats."""
+    policy, rollout = policy_and_rollout
+    widths = []
+    hook = policy.model.lm_head.register_forward_hook(lambda module, args, out: widths.append(args[0].shape[1]))
+    try:
+        completion_logprobs(policy.model, rollout, buckets=1)
+    finally:
+        hook.remove()
+    assert widths == [rollout.completion_mask.shape[1] + 1] and rollout.prompt_length > 1

@@ -54,10 +54,19 @@ def completion_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_
     return tuple(merged) if with_entropy else merged[0]
 
 
+def _last_logits(model, input_ids: Tensor, attention_mask: Tensor, keep: int) -> Tensor:
+    """Logits of the last `keep` positions only: the prompt's positions would cost N × P × vocab floats
+    (gigabytes with a 150k vocabulary) for nothing. Models whose forward lacks `logits_to_keep` get all."""
+    try:
+        return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
+    except TypeError:
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
 def _chunk_logprobs(model, input_ids: Tensor, attention_mask: Tensor, completion_ids: Tensor, temperature: float,
                     with_entropy: bool):
     width = completion_ids.shape[1]
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    logits = _last_logits(model, input_ids, attention_mask, width + 1)
     logits = logits[:, -width - 1:-1].float() / temperature
     logprobs = selective_log_softmax(logits, completion_ids)
     if not with_entropy:
