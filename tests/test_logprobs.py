@@ -61,3 +61,43 @@ def test_logits_are_computed_for_completion_positions_only(policy_and_rollout):
     finally:
         hook.remove()
     assert widths == [rollout.completion_mask.shape[1] + 1] and rollout.prompt_length > 1
+
+
+@pytest.mark.parametrize("buckets", [1, 3])
+def test_shared_prompt_passes_give_the_same_logprobs_and_gradients(policy_and_rollout, buckets):
+    """Each group's prompt once, its keys and values expanded to the group's rows: same numbers as every row
+    running its own prompt, with G times fewer prompt rows through the model."""
+    policy, rollout = policy_and_rollout
+    mask = rollout.completion_mask
+    results, rows_seen = [], []
+    hook = policy.model.model.embed_tokens.register_forward_hook(
+        lambda module, args, out: rows_seen.append(args[0].shape))
+    try:
+        for share in (False, True):
+            policy.model.zero_grad()
+            rows_seen.clear()
+            logprobs, entropy = completion_logprobs(policy.model, rollout, 0.8, with_entropy=True, buckets=buckets,
+                                                    share_prompts=share)
+            (logprobs * mask).sum().backward()
+            grads = torch.cat([p.grad.flatten() for p in policy.model.parameters() if p.grad is not None])
+            results.append((logprobs * mask, entropy * mask, grads, list(rows_seen)))
+    finally:
+        hook.remove()
+    (lp0, ent0, grad0, seen0), (lp, ent, grad, seen) = results
+    assert torch.allclose(lp, lp0, atol=1e-4) and torch.allclose(ent, ent0, atol=1e-4)
+    assert torch.allclose(grad, grad0, rtol=1e-3, atol=1e-5)
+    prompt_tokens = lambda shapes: sum(n * w for n, w in shapes)  # noqa: E731
+    assert prompt_tokens(seen) < prompt_tokens(seen0)
+    if buckets == 1:  # 3 prompts run once each, then the 12 completion rows
+        assert seen[0][0] == 3 and seen[1][0] == 12
+
+
+def test_shared_prompts_follow_rows_in_any_order(policy_and_rollout):
+    """Minibatches shuffle rows: prompts are matched by their tokens, not by row position."""
+    policy, rollout = policy_and_rollout
+    order = torch.randperm(rollout.num_completions, generator=torch.Generator().manual_seed(3))
+    shuffled = rollout.select(order)
+    with torch.no_grad():
+        plain = completion_logprobs(policy.model, shuffled, buckets=2)
+        shared = completion_logprobs(policy.model, shuffled, buckets=2, share_prompts=True)
+    assert torch.allclose(shared * shuffled.completion_mask, plain * shuffled.completion_mask, atol=1e-4)

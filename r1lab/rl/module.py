@@ -59,7 +59,7 @@ class RLModule(pl.LightningModule):
     def __init__(self, policy: Policy, sampler: Sampler, rewards: RewardSet, advantage: AdvantageEstimator,
                  loss: PolicyLoss, lr: float = 1e-5, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.99),
                  warmup_steps: int = 0, max_grad_norm: float | None = 1.0, ppo_epochs: int = 1,
-                 num_minibatches: int = 1, max_consecutive_skips: int = 10, length_buckets: int = 4,
+                 num_minibatches: int = 1, max_consecutive_skips: int = 10, length_buckets: int = 4, share_prompts: bool = True,
                  dynamic_sampling: bool = False, max_draws: int = 4, monitor: Sequence[str] = (), seed: int = 0):
         super().__init__()
         if ppo_epochs < 1 or num_minibatches < 1:
@@ -78,6 +78,7 @@ class RLModule(pl.LightningModule):
         if length_buckets < 1:
             raise ValueError(f"rl.schedule.length_buckets must be >= 1, got {length_buckets}")
         self.length_buckets = length_buckets
+        self.share_prompts = share_prompts
         if max_draws < 1:
             raise ValueError(f"rl.dynamic_sampling.max_draws must be >= 1, got {max_draws}")
         self.dynamic_sampling, self.max_draws = dynamic_sampling, max_draws
@@ -197,7 +198,7 @@ class RLModule(pl.LightningModule):
         """One optimizer step on a minibatch; skipped (and reported) when the loss is not finite."""
         optimizer = self.optimizers()
         logprobs, entropy = completion_logprobs(self.policy, minibatch, self.sampler.temperature, with_entropy=True,
-                                                buckets=self.length_buckets)
+                                                buckets=self.length_buckets, share_prompts=self.share_prompts)
         old = minibatch.old_logprobs if minibatch.old_logprobs is not None else logprobs.detach()
         mask = self.loss.token_mask(minibatch)
         out = self.loss(logprobs, old, minibatch.ref_logprobs, minibatch.advantages, mask)
@@ -251,7 +252,8 @@ class RLModule(pl.LightningModule):
         return step
 
     def logprobs(self, model: torch.nn.Module, rollout: Rollout) -> Tensor:
-        return completion_logprobs(model, rollout, self.sampler.temperature, buckets=self.length_buckets)
+        return completion_logprobs(model, rollout, self.sampler.temperature, buckets=self.length_buckets,
+                                   share_prompts=self.share_prompts)
 
     def accuracy_of(self, rollout: Rollout, scored: ScoredRollout) -> Tensor:
         for name, (fn, _) in self.rewards.terms.items():
