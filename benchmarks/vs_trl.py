@@ -38,6 +38,7 @@ class StepTiming:
     step_s: float
     rollout_s: float
     completion_tokens: int
+    flops: int = 0  # matrix-multiply FLOPs of the step, counted on one warm-up step only (counting costs time)
 
 
 def peak_rss_mb() -> float:
@@ -49,20 +50,35 @@ def peak_rss_mb() -> float:
 
 
 class Baton:
-    """Step boundaries of a worker: report the finished step, then wait for the parent's go."""
+    """Step boundaries of a worker: report the finished step, then wait for the parent's go.
 
-    def __init__(self, conn):
+    Step `flop_step` (a warm-up step) runs under torch's FLOP counter: the work a step does, to compare
+    with its time (a compute-bound step's speed is about its FLOPs over the machine's matmul rate).
+    """
+
+    def __init__(self, conn, flop_step: int = -1):
         self.conn, self.started, self.rollout_s, self.tokens = conn, None, 0.0, 0
+        self.flop_step, self.step, self.counter = flop_step, -1, None
 
     def step_boundary(self) -> None:
         self.finish()
         if self.conn.recv() != "go":
             raise SystemExit(0)
+        self.step += 1
+        if self.step == self.flop_step:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self.counter = FlopCounterMode(display=False)
+            self.counter.__enter__()
         self.started, self.rollout_s, self.tokens = time.perf_counter(), 0.0, 0
 
     def finish(self) -> None:
         if self.started is not None:
-            self.conn.send(StepTiming(time.perf_counter() - self.started, self.rollout_s, self.tokens))
+            elapsed, flops = time.perf_counter() - self.started, 0
+            if self.counter is not None:
+                self.counter.__exit__(None, None, None)
+                flops, self.counter = self.counter.get_total_flops(), None
+            self.conn.send(StepTiming(elapsed, self.rollout_s, self.tokens, flops))
             self.started = None
 
 
@@ -75,7 +91,7 @@ def task_rows(count: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------- workers
-def r1lab_worker(conn, model_dir: str, total_steps: int, out_dir: str) -> None:
+def r1lab_worker(conn, model_dir: str, total_steps: int, out_dir: str, flop_step: int) -> None:
     import lightning.pytorch as pl
     import torch
     from hydra import compose, initialize_config_module
@@ -97,7 +113,7 @@ def r1lab_worker(conn, model_dir: str, total_steps: int, out_dir: str) -> None:
             "trainer.enable_progress_bar=false"])
     with open_dict(cfg):
         cfg.paths.output_dir = out_dir
-    baton = Baton(conn)
+    baton = Baton(conn, flop_step)
 
     class BatonCallback(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -115,7 +131,7 @@ def r1lab_worker(conn, model_dir: str, total_steps: int, out_dir: str) -> None:
     conn.send({"peak_rss_mb": peak_rss_mb()})
 
 
-def trl_worker(conn, model_dir: str, total_steps: int, out_dir: str) -> None:
+def trl_worker(conn, model_dir: str, total_steps: int, out_dir: str, flop_step: int) -> None:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
@@ -140,7 +156,7 @@ def trl_worker(conn, model_dir: str, total_steps: int, out_dir: str) -> None:
     def format_reward(prompts, completions, **kwargs):
         return formatted(prompts, completions)
 
-    baton = Baton(conn)
+    baton = Baton(conn, flop_step)
     generate = model.generate
 
     def timed_generate(*args, **kwargs):  # TRL calls the model's own generate; time it and count tokens
@@ -267,7 +283,8 @@ def run_alternating(model_dir: str, warmup: int, steps: int, work: Path, logs: P
     workers = {}
     for name, target in (("r1lab", r1lab_worker), ("trl", trl_worker)):
         log_file = logs / f"{model}-{name}.log"
-        workers[name] = (*start_worker(target, log_file, model_dir, warmup + steps, str(work / name)), log_file)
+        workers[name] = (*start_worker(target, log_file, model_dir, warmup + steps, str(work / name), warmup - 1),
+                         log_file)
     timings: dict[str, list[StepTiming]] = {name: [] for name in workers}
     for _ in range(warmup + steps):
         for name, (_, conn, log_file) in workers.items():  # A B A B: one framework runs at a time
@@ -285,6 +302,7 @@ def run_alternating(model_dir: str, warmup: int, steps: int, work: Path, logs: P
             "rollout_tokens_per_s": sum(t.completion_tokens for t in timed) / max(sum(t.rollout_s for t in timed), 1e-9),
             "completion_tokens_per_step": statistics.mean(t.completion_tokens for t in timed),
             "peak_rss_mb": final["peak_rss_mb"],
+            "gflop_per_step": max(t.flops for t in timings[name]) / 1e9,  # the counted warm-up step
             "steps": [asdict(t) for t in timings[name]],
         }
     summary["speedup"] = summary["trl"]["step_s"]["median"] / summary["r1lab"]["step_s"]["median"]
@@ -320,17 +338,23 @@ def markdown(report: dict) -> str:
              f"{s['warmup']} warm-up, alternating. Machine: {report['machine']['processor']}, "
              f"{report['machine']['cpu_count']} cores, torch {report['machine']['torch']}, transformers "
              f"{report['machine']['transformers']}, TRL {report['machine']['trl']}.", "",
-             "| model | framework | step s (min / median / max) | rollout s | rollout tok/s | tokens/step | peak RSS MB |"
-             " r1lab speed-up |", "|---|---|---|---|---|---|---|---|"]
+             "| model | framework | step s (min / median / max) | rollout s | rollout tok/s | tokens/step | GFLOP/step |"
+             " GFLOP/s | peak RSS MB | r1lab speed-up | TRL's FLOPs / r1lab's |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, result in report["models"].items():
         for framework in ("r1lab", "trl"):
             r = result[framework]
             t = r["step_s"]
             speed = f"**{result['speedup']:.2f}×**" if framework == "r1lab" else ""
+            work = (f"{result['trl']['gflop_per_step'] / r['gflop_per_step']:.2f}×"
+                    if framework == "r1lab" and r["gflop_per_step"] else "")
             lines.append(f"| {name} ({result['parameters'] / 1e6:.2f} M) | {framework} | {t['min']:.3f} / "
                          f"{t['median']:.3f} / {t['max']:.3f} | {r['rollout_s_median']:.3f} | "
                          f"{r['rollout_tokens_per_s']:,.0f} | {r['completion_tokens_per_step']:.0f} | "
-                         f"{r['peak_rss_mb']:.0f} | {speed} |")
+                         f"{r['gflop_per_step']:.1f} | {r['gflop_per_step'] / t['median']:.0f} | "
+                         f"{r['peak_rss_mb']:.0f} | {speed} | {work} |")
+    lines += ["", "GFLOP/step: matrix-multiply FLOPs of one (warm-up) step, counted by torch.utils.flop_counter; "
+              "GFLOP/s: that over the median step time. Where both frameworks reach the same GFLOP/s the step "
+              "is compute-bound and the speed-up is the ratio of work done."]
     lines += ["", "Rollout cost against a minimal PyTorch KV-cache sampling loop over the model's own forward "
               "(same prompts, per decode step of the whole batch):", "",
               "| model | r1lab engine | floor ms/step | r1lab ms/step | r1lab / floor |", "|---|---|---|---|---|"]

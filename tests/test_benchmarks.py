@@ -20,11 +20,18 @@ def test_vs_trl_smoke_writes_json_and_the_markdown_table(tmp_path):
         assert 0 < numbers["step_s"]["min"] <= numbers["step_s"]["median"] <= numbers["step_s"]["max"]
         assert 0 < numbers["rollout_s_median"] < numbers["step_s"]["max"]
         assert numbers["completion_tokens_per_step"] > 0 and numbers["peak_rss_mb"] > 100
+        # FLOPs are counted on the warm-up step only (the counter slows the step it watches)
+        assert numbers["steps"][0]["flops"] > 0 and numbers["steps"][1]["flops"] == 0
+        # at least the forward of every sampled token: 2 FLOPs per parameter per token
+        assert numbers["gflop_per_step"] * 1e9 > 2 * toy["parameters"] * numbers["steps"][0]["completion_tokens"]
+    # r1lab shares prompt passes and trims padding: less work than TRL for the same step
+    assert toy["r1lab"]["gflop_per_step"] < toy["trl"]["gflop_per_step"]
     assert math.isclose(toy["speedup"], toy["trl"]["step_s"]["median"] / toy["r1lab"]["step_s"]["median"])
     assert toy["floor"]["engine"] == "lean" and toy["floor"]["r1lab_over_floor"] > 0
     assert report["machine"]["torch_threads"] == 2
     table = (tmp_path / "vs_trl_smoke.md").read_text()
     assert "| toy (0.87 M) | r1lab |" in table and "| toy (0.87 M) | trl |" in table and "r1lab / floor" in table
+    assert "TRL's FLOPs / r1lab's" in table
 
 
 def test_gpu_check_smoke_runs_what_this_machine_has_and_skips_the_rest_with_reasons(tmp_path):

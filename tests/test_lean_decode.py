@@ -98,3 +98,24 @@ def test_rows_that_finish_early_leave_the_batch_without_changing_the_output():
     assert len(lengths) >= 3  # really different lengths
     after_eos = completion == tokenizer.pad_token_id
     assert (logprobs[after_eos] == 0).all() and (logprobs[~after_eos] < 0).all()
+
+
+def test_each_distinct_prompt_is_prefilled_once(policy):
+    """A group's G rows share one prompt: the prefill runs the distinct prompts only, then copies their keys and
+    values to every row; the output is the same as prefilling every row."""
+    encoded = encode(policy, ["User: 12+34=", "User: 5+678=", "Hi"])
+    ids, mask = encoded.input_ids.repeat_interleave(3, 0), encoded.attention_mask.repeat_interleave(3, 0)
+    tokenizer = policy.tokenizer
+    prefill_rows = []
+    hook = policy.model.model.embed_tokens.register_forward_hook(
+        lambda module, args, out: prefill_rows.append(args[0].shape[0]) if args[0].shape[1] > 1 else None)
+    try:
+        with torch.no_grad():
+            ours, _ = lean_sample(policy.model, ids, mask, 12, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                                  do_sample=False)
+    finally:
+        hook.remove()
+    theirs = policy.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    assert prefill_rows == [3]
+    assert torch.equal(ours, theirs)

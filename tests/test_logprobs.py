@@ -88,8 +88,8 @@ def test_shared_prompt_passes_give_the_same_logprobs_and_gradients(policy_and_ro
     assert torch.allclose(grad, grad0, rtol=1e-3, atol=1e-5)
     prompt_tokens = lambda shapes: sum(n * w for n, w in shapes)  # noqa: E731
     assert prompt_tokens(seen) < prompt_tokens(seen0)
-    if buckets == 1:  # 3 prompts run once each, then the 12 completion rows
-        assert seen[0][0] == 3 and seen[1][0] == 12
+    # The 3 prompts run once each (whatever the buckets), then the 12 completion rows in their buckets.
+    assert seen[0][0] == 3 and sum(n for n, _ in seen[1:]) == 12 and len(seen) == 1 + buckets
 
 
 def test_shared_prompts_follow_rows_in_any_order(policy_and_rollout):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from transformers import DynamicCache
 
 from r1lab.rl.rollout import Rollout
 
@@ -15,16 +16,17 @@ def selective_log_softmax(logits: Tensor, tokens: Tensor) -> Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
-def length_buckets(rollout: Rollout, buckets: int) -> list[tuple[Tensor, int, int]]:
+def length_buckets(rollout: Rollout, buckets: int, completions_only: bool = False) -> list[tuple[Tensor, int, int]]:
     """Split rows into `buckets` groups of similar length: (rows, prompt width, completion width) each.
 
     A rollout is padded to its longest prompt and longest completion; most rows are shorter, and the
     forward pass pays for every padded column. Rows sorted by length and cut into buckets, each trimmed to
-    its own widths, cost less in all.
+    its own widths, cost less in all. `completions_only`: sort by completion length (the prompts run
+    separately).
     """
     prompt_lengths = rollout.attention_mask[:, :rollout.prompt_length].sum(1)
     completion_lengths = rollout.completion_mask.sum(1).long().clamp_min(1)
-    order = torch.argsort(prompt_lengths + completion_lengths, stable=True)
+    order = torch.argsort(completion_lengths if completions_only else prompt_lengths + completion_lengths, stable=True)
     chunks = order.tensor_split(min(max(buckets, 1), len(order)))
     return [(rows, int(prompt_lengths[rows].max()), int(completion_lengths[rows].max())) for rows in chunks]
 
@@ -43,22 +45,26 @@ def completion_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_
     positions only, so trimming left padding does not change a row's log-probs.
 
     With `share_prompts` (and a supported architecture), each distinct prompt goes through the model once
-    and its keys and values serve all its completions: G times less prompt compute, same values and
-    gradients (the expanded cache sums its gradients back into the one prompt pass). Rows are matched by
-    their prompt tokens, not by position, so shuffled minibatches share too.
+    and its keys and values serve all its completions, in every bucket: G times less prompt compute, same
+    values and gradients (the copied keys and values sum their gradients back into the one prompt pass).
+    Rows are matched by their prompt tokens, not by position, so shuffled minibatches share too.
     """
-    share = share_prompts and getattr(model.config, "model_type", None) in SHARED_PROMPT_MODEL_TYPES
-    if buckets <= 1:
-        return _chunk_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.completion_ids,
-                               temperature, with_entropy, rollout.prompt_length if share else 0)
     width, start = rollout.completion_mask.shape[1], rollout.prompt_length
+    prompts = SharedPrompts.of(model, rollout) if share_prompts else None
+    if buckets <= 1:
+        chunks = [(torch.arange(len(rollout.input_ids), device=rollout.input_ids.device), start, width)]
+    else:
+        chunks = length_buckets(rollout, buckets, completions_only=prompts is not None)
     parts, order = [], []
-    for rows, prompt_width, completion_width in length_buckets(rollout, buckets):
-        columns = slice(start - prompt_width, start + completion_width)
-        out = _chunk_logprobs(model, rollout.input_ids[rows, columns], rollout.attention_mask[rows, columns],
-                              rollout.completion_ids[rows, :completion_width], temperature, with_entropy,
-                              prompt_width if share else 0)
-        parts.append([F.pad(t, (0, width - completion_width)) for t in (out if with_entropy else (out,))])
+    for rows, prompt_width, completion_width in chunks:
+        if prompts is not None:
+            logits = prompts.completion_logits(model, rows, completion_width)
+        else:
+            columns = slice(start - prompt_width, start + completion_width)
+            logits = _last_logits(model, rollout.input_ids[rows, columns], rollout.attention_mask[rows, columns],
+                                  completion_width + 1)[:, -completion_width - 1:-1]
+        out = _logprobs(logits, rollout.completion_ids[rows, :completion_width], temperature, with_entropy)
+        parts.append([F.pad(t, (0, width - completion_width)) for t in out])
         order.append(rows)
     inverse = torch.argsort(torch.cat(order))
     merged = [torch.cat(column)[inverse] for column in zip(*parts)]
@@ -74,42 +80,51 @@ def _last_logits(model, input_ids: Tensor, attention_mask: Tensor, keep: int) ->
         return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def _shared_prompt_logits(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int, width: int,
-                          inverse: Tensor, distinct: int) -> Tensor:
-    """(R, width, V) logits predicting each completion token, running each of the `distinct` prompts once
-    (`inverse`: each row's prompt)."""
-    first = torch.empty(distinct, dtype=torch.long, device=inverse.device)
-    first[inverse] = torch.arange(len(inverse), device=inverse.device)  # one row holding each prompt
-    prompt = model(input_ids=input_ids[first, :prompt_width], attention_mask=attention_mask[first, :prompt_width],
-                   use_cache=True, logits_to_keep=1)
-    logits = [prompt.logits[inverse]]  # the last prompt position predicts the first completion token
-    if width > 1:
-        cache = prompt.past_key_values
-        cache.batch_select_indices(inverse)  # one copy per completion row, differentiable
-        end = prompt_width + width - 1
-        rest = model(input_ids=input_ids[:, prompt_width:end], attention_mask=attention_mask[:, :end],
-                     past_key_values=cache, use_cache=True)
-        logits.append(rest.logits)
-    return torch.cat(logits, dim=1)
+class SharedPrompts:
+    """One forward pass over a rollout's distinct prompts; its keys and values, copied to each row, let the
+    completion columns of any subset of rows run without their prompt."""
+
+    def __init__(self, model, rollout: Rollout, inverse: Tensor, distinct: int):
+        self.rollout, self.inverse = rollout, inverse  # inverse: each row's prompt
+        first = torch.empty(distinct, dtype=torch.long, device=inverse.device)
+        first[inverse] = torch.arange(len(inverse), device=inverse.device)  # one row holding each prompt
+        width = rollout.prompt_length
+        out = model(input_ids=rollout.input_ids[first, :width], attention_mask=rollout.attention_mask[first, :width],
+                    use_cache=True, logits_to_keep=1)
+        self.first_logits = out.logits  # (distinct, 1, V): the last prompt position predicts the first token
+        self.keys_values = [(keys, values) for keys, values, *_ in out.past_key_values]
+        self.config = model.config
+
+    @classmethod
+    def of(cls, model, rollout: Rollout) -> SharedPrompts | None:
+        """None where sharing does not apply: unsupported architecture, or no prompt occurs twice."""
+        if getattr(model.config, "model_type", None) not in SHARED_PROMPT_MODEL_TYPES:
+            return None
+        width = rollout.prompt_length
+        prompts = torch.cat([rollout.input_ids[:, :width], rollout.attention_mask[:, :width]], dim=1)
+        distinct, inverse = torch.unique(prompts, dim=0, return_inverse=True)
+        return cls(model, rollout, inverse, len(distinct)) if len(distinct) < len(prompts) else None
+
+    def completion_logits(self, model, rows: Tensor, width: int) -> Tensor:
+        """(len(rows), width, V) logits predicting each of the first `width` completion tokens of `rows`."""
+        prompt_of = self.inverse[rows]
+        logits = [self.first_logits[prompt_of]]
+        if width > 1:
+            cache = DynamicCache(ddp_cache_data=[(k[prompt_of], v[prompt_of]) for k, v in self.keys_values],
+                                 config=self.config)
+            start = self.rollout.prompt_length
+            end = start + width - 1
+            rest = model(input_ids=self.rollout.input_ids[rows, start:end],
+                         attention_mask=self.rollout.attention_mask[rows, :end], past_key_values=cache, use_cache=True)
+            logits.append(rest.logits)
+        return torch.cat(logits, dim=1)
 
 
-def _chunk_logprobs(model, input_ids: Tensor, attention_mask: Tensor, completion_ids: Tensor, temperature: float,
-                    with_entropy: bool, share_prompt_width: int = 0):
-    """`share_prompt_width` > 0: the first that many columns are the prompt; rows with equal prompts share."""
-    width = completion_ids.shape[1]
-    inverse = distinct = None
-    if share_prompt_width:
-        prompts = torch.cat([input_ids[:, :share_prompt_width], attention_mask[:, :share_prompt_width]], dim=1)
-        distinct_rows, inverse = torch.unique(prompts, dim=0, return_inverse=True)
-        distinct = len(distinct_rows)
-    if distinct is not None and distinct < len(input_ids):
-        logits = _shared_prompt_logits(model, input_ids, attention_mask, share_prompt_width, width, inverse, distinct)
-    else:
-        logits = _last_logits(model, input_ids, attention_mask, width + 1)[:, -width - 1:-1]
+def _logprobs(logits: Tensor, completion_ids: Tensor, temperature: float, with_entropy: bool) -> tuple[Tensor, ...]:
     logits = logits.float() / temperature
     logprobs = selective_log_softmax(logits, completion_ids)
     if not with_entropy:
-        return logprobs
+        return (logprobs,)
     with torch.no_grad():
         log_p = torch.log_softmax(logits, dim=-1)
         entropy = -(log_p.exp() * log_p).sum(-1)

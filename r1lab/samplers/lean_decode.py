@@ -145,14 +145,22 @@ def lean_sample(model, input_ids: Tensor, attention_mask: Tensor, max_new_tokens
     As with `generate`: rows that emitted EOS continue with padding (log-prob 0), decoding stops when every
     row has (`eos_token_id` may list several stop tokens), and log-probs are those of the tempered,
     unfiltered distribution (what the loss scores).
+    Each distinct prompt is prefilled once (rows of a group share it).
     Finished rows leave the decoding batch once a quarter of it has finished: completions of very different
     lengths then cost about their real tokens, not batch × longest. `noise`: per-group seeded sampling
     instead of the global RNG.
     """
     batch, device = input_ids.shape[0], input_ids.device
     stops = torch.as_tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
-    decoder = LeanDecoder(model, batch, input_ids.shape[1] + max_new_tokens)
-    logits = decoder.forward(input_ids, attention_mask)
+    # Each distinct prompt is prefilled once and its keys and values copied to its rows (a group's G rows
+    # share one prompt): G times less prefill compute, the same logits.
+    width = input_ids.shape[1]
+    distinct, inverse = torch.unique(torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1), dim=0,
+                                     return_inverse=True)
+    decoder = LeanDecoder(model, len(distinct), width + max_new_tokens)
+    logits = decoder.forward(distinct[:, :width], distinct[:, width:])[inverse]
+    if not torch.equal(inverse, torch.arange(batch, device=device)):  # unique() sorts, so also when all differ
+        decoder.keep(inverse)
     rows = torch.arange(batch, device=device)  # the output row of each decoding row
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=input_ids.dtype, device=device)
