@@ -99,7 +99,7 @@ def r1lab_worker(conn, model_dir: str, total_steps: int, out_dir: str, flop_step
     from omegaconf import open_dict
 
     from r1lab.plugins import load_plugins, register_search_path
-    from r1lab.train import rl_stage
+    from r1lab.stages.rl import rl_stage
 
     torch.set_num_threads(THREADS)
     load_plugins()
@@ -120,8 +120,8 @@ def r1lab_worker(conn, model_dir: str, total_steps: int, out_dir: str, flop_step
             baton.step_boundary()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            baton.rollout_s = outputs["metrics"]["perf/rollout_s"]
-            baton.tokens = int(outputs["rollout"].completion_lengths.sum())
+            baton.rollout_s = outputs.metrics["perf/rollout_s"]
+            baton.tokens = int(outputs.rollout.completion_lengths.sum())
 
         def on_train_end(self, trainer, pl_module):
             baton.finish()
@@ -195,7 +195,7 @@ def floor_worker(conn, model_dir: str, repeats: int) -> None:
     import torch
 
     from r1lab.models.policy import load_policy
-    from r1lab.rl.rollout import PromptBatch
+    from r1lab.rollout import PromptBatch
     from r1lab.samplers.hf import HFSampler
 
     torch.set_num_threads(THREADS)

@@ -1,23 +1,34 @@
 """`python -m r1lab ...`: `list [kind]` prints components, `report <run dir>` writes plots and a summary,
 `eval model=<path> task=<name> n=<samples>` evaluates a model (a Hydra run of `stage=eval`); anything else
-is a Hydra training run."""
+is a Hydra run of the configured stage (r1lab/train.py)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-import hydra
-from omegaconf import DictConfig
-
-from r1lab.choices import unknown_choice_errors
+from r1lab.choices import group_options, unknown_choice_errors
+from r1lab.patches import run_hydra_app
 from r1lab.plugins import load_plugins, register_search_path
 
+EVAL_SHORTCUTS = {"n": "stage.n", "limit": "stage.limit", "temperature": "stage.temperature", "top_p": "stage.top_p",
+                  "greedy": "stage.greedy", "max_new_tokens": "stage.max_new_tokens"}
 
-@hydra.main(version_base="1.3", config_path="pkg://r1lab.conf", config_name="config")
-def hydra_train(cfg: DictConfig) -> float | None:
-    from r1lab.train import train  # heavy imports after Hydra has parsed the command line
 
-    return train(cfg)
+def eval_overrides(args: Sequence[str]) -> list[str]:
+    """`eval model=<path|option> task=<name> n=<samples> [k=1,8] [limit=..] [key=value ...]` → Hydra overrides."""
+    overrides = ["stage=eval"]
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key == "model" and value not in group_options("model"):
+            overrides += ["model=hf", f"model.name_or_path={value}"]
+        elif key == "k":
+            overrides.append(f"stage.ks=[{value}]")
+        elif key in EVAL_SHORTCUTS:
+            overrides.append(f"{EVAL_SHORTCUTS[key]}={value}")
+        else:
+            overrides.append(arg)
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,13 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     load_plugins()
     register_search_path()
     if argv and argv[0] == "eval":
-        from r1lab.evaluation import eval_overrides
-
         argv = eval_overrides(argv[1:])
     errors = unknown_choice_errors([a for a in argv if not a.startswith("-")])
     if errors:
         for error in errors:
             print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    sys.argv = [sys.argv[0], *argv]
-    hydra_train()
+    from r1lab.train import main as hydra_app
+
+    run_hydra_app(hydra_app, argv)

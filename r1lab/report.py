@@ -3,39 +3,14 @@ r1lab/sweep_report.py, tables and verdicts per sweep)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
+
+from r1lab.scalars import read_scalars, start_end
+from r1lab.sweep_report import is_multirun, write_sweep_report
 
 # The aha signature: what R1-Zero says rises together.
 AHA_METRICS = (("aha/self_verify_rate", "self-verify rate"), ("train/completion_len", "completion length (tokens)"),
                ("train/accuracy_hard", "accuracy on the hardest problems"))
-
-
-def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar series in `<run dir>/tb` as (step, value) pairs, read with tensorboard's reader."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tb = Path(run_dir) / "tb"
-    if not tb.is_dir():
-        raise FileNotFoundError(f"{run_dir} has no tb/ folder: is it an r1lab run directory?")
-    accumulator = EventAccumulator(str(tb), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
-
-
-@dataclass
-class StartEnd:
-    start: float
-    end: float
-
-
-def start_end(series: list[tuple[int, float]], window: int = 5) -> StartEnd:
-    """Means of the first and the last `window` finite values."""
-    values = [v for _, v in series if math.isfinite(v)]
-    if not values:
-        return StartEnd(math.nan, math.nan)
-    return StartEnd(sum(values[:window]) / len(values[:window]), sum(values[-window:]) / len(values[-window:]))
 
 
 def aha_step(scalars: dict[str, list[tuple[int, float]]]) -> int | None:
@@ -99,8 +74,6 @@ def main(args: list[str]) -> int:
     run_dir = Path(folders[0])
     try:
         if run_dir.is_dir() and not (run_dir / "tb").is_dir():
-            from r1lab.sweep_report import is_multirun, write_sweep_report
-
             if is_multirun(run_dir):
                 for path in write_sweep_report(run_dir, as_json):
                     print(f"wrote {path}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from r1lab.report import read_scalars, start_end
+from r1lab.scalars import read_scalars, start_end
 
 OPS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 from r1lab.plugins import load_plugins, register_search_path
-from r1lab.report import read_scalars  # noqa: F401 - re-exported for tests
+from r1lab.scalars import read_scalars  # noqa: F401 - re-exported for tests
 
 # Settings that keep a training run to a few seconds on 2 CPU cores.
 FAST = ["trainer.enable_progress_bar=false", "rl.prompts_per_step=2", "sampler.group_size=4",

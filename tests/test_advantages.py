@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from r1lab.rl.advantages import GRPOAdvantage
-from r1lab.rl.rollout import Rollout
+from r1lab.rollout import Rollout
 
 
 def scored_rollout(rewards: list[float], group_size: int) -> Rollout:

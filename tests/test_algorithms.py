@@ -7,16 +7,16 @@ from conftest import compose_config, read_scalars
 from r1lab.models import load_policy
 from r1lab.rewards.overlong import OverlongPenalty
 from r1lab.rl.logprobs import completion_logprobs
-from r1lab.rl.rollout import PromptBatch, Rollout
+from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers.hf import HFSampler
-from r1lab.train import train
+from r1lab.stages import run_stage
 
 QUICK = ["trainer.enable_progress_bar=false", "callbacks.policy=null", "callbacks.checkpoint=null"]
 
 
 def train_and_read(run_dir, overrides: list[str]) -> dict[str, list[tuple[int, float]]]:
     """A short real run; its TensorBoard scalars."""
-    train(compose_config([*overrides, *QUICK], output_dir=run_dir))
+    run_stage(compose_config([*overrides, *QUICK], output_dir=run_dir))
     return read_scalars(run_dir)
 
 

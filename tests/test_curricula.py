@@ -3,6 +3,7 @@
 from collections import Counter
 
 import pytest
+import torch
 
 from r1lab.curricula.difficulty import DifficultyCurriculum, RampCurriculum
 from r1lab.curricula.pass_rate import PassRateCurriculum
@@ -104,3 +105,20 @@ def test_runs_log_the_curriculum(tmp_path):
     scalars = read_scalars(online)
     assert len(scalars["curriculum/mean_difficulty"]) == 3
     assert all(0 <= v <= 1 for _, v in scalars.get("curriculum/band_frac", []))
+
+
+def test_pass_rate_learns_from_the_task_verdict_whatever_the_reward_terms_are_called(tmp_path):
+    # Regression: the curriculum once read the reward term named "accuracy"; renamed or absent, it learned
+    # nothing while train/accuracy still logged. Now it reads the verdict the step stores once.
+    run_dir = tmp_path / "renamed"
+    run_cli(["+experiment=r1_zero", "curriculum=pass_rate", "reward=[format]",
+             "+reward.correctness._target_=r1lab.rewards.accuracy.AccuracyReward", "trainer.max_steps=3", *FAST,
+             "rl.prompts_per_step=4", "task.num_problems=4", "curriculum.explore=0.0", f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path)
+    scalars = read_scalars(run_dir)
+    # Every prompt was measured at step 0, so the band is known from step 1 on.
+    assert [step for step, _ in scalars["curriculum/band_frac"]] == [1, 2]
+    rates = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["PromptDataModule"]["curriculum"]["rates"]
+    assert sorted(index for index, _ in rates) == [0, 1, 2, 3] and all(0 <= rate <= 1 for _, rate in rates)
+    # The renamed reward term scores the same verdict that train/accuracy reports.
+    assert scalars["train/reward/correctness"] == scalars["train/accuracy"]

@@ -8,6 +8,7 @@ from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before
                                mixes_languages)
 from r1lab.language import make_identifier
 from r1lab.models import load_policy
+from r1lab.tasks.base import PromptTask
 from r1lab.testing import FAST, read_scalars, run_cli
 from r1lab.toy.corpus import QA_TEMPLATE, column_trace, random_digit_guess
 
@@ -69,9 +70,10 @@ def test_the_ablation_shows_real_verification_pays_on_the_toy_model():
         real.append(f"{guess} Wait, let me verify: {column_trace(a, b, 5)} so {a + b}</think><answer>{a + b}</answer>")
         # A ritual: the check restates the first guess and changes nothing.
         ritual.append(f"{guess} Wait, let me verify: {guess} so {guess}</think><answer>{guess}</answer>")
-    gain, count = verify_gain(toy.model, toy.tokenizer, prompts, real, answers)
+    verify, columns = PromptTask().verify, {"answer": answers}
+    gain, count = verify_gain(toy.model, toy.tokenizer, verify, prompts, real, verify(real, columns), columns)
     assert count == 24 and gain > 0.5
-    ritual_gain, _ = verify_gain(toy.model, toy.tokenizer, prompts, ritual, answers)
+    ritual_gain, _ = verify_gain(toy.model, toy.tokenizer, verify, prompts, ritual, verify(ritual, columns), columns)
     assert abs(ritual_gain) < 0.2
 
 

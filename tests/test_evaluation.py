@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from r1lab.evaluation import cons_at_k, majority_answer, pass_at_k, summarise
+from r1lab.tasks.base import PromptTask
+from r1lab.stages.eval import cons_at_k, majority_answer, pass_at_k, summarise
 from r1lab.testing import run_cli
 
 
@@ -24,15 +25,18 @@ def test_cons_at_k_groups_equivalent_answers_and_breaks_ties_by_first_appearance
     # 0.5 and \frac{1}{2} are one answer (2 votes) against 3 (2 votes): the tie goes to the first seen, 0.5.
     votes = [answer("0.5"), answer("3"), answer("\\frac{1}{2}"), answer("3"), "no answer"]
     assert majority_answer(["0.5", "3", "\\frac{1}{2}", "3", None]) == "0.5"
-    assert cons_at_k(votes, "1/2", 5) == 1.0 and cons_at_k(votes, "3", 5) == 0.0
-    assert cons_at_k(votes, "3", 2) == 0.0  # first two: 0.5 then 3, tie → 0.5
-    assert cons_at_k(["nothing", "parsable"], "3", 2) == 0.0
+    task = PromptTask()
+    gold_half, gold_three = (task.verify(votes, {"answer": [gold] * 5}) for gold in ("1/2", "3"))
+    assert gold_half == [1.0, 0.0, 1.0, 0.0, 0.0]  # the task's verdicts that cons@k reads
+    assert cons_at_k(votes, gold_half, 5) == 1.0 and cons_at_k(votes, gold_three, 5) == 0.0
+    assert cons_at_k(votes, gold_three, 2) == 0.0  # first two: 0.5 then 3, tie → 0.5
+    assert cons_at_k(["nothing", "parsable"], [0.0, 0.0], 2) == 0.0
 
 
 def test_summarise_averages_over_problems():
     correct = [[1.0, 0.0, 1.0, 0.0, 0.0], [0.0] * 5]
     completions = [["<answer>2</answer>"] * 5, ["<answer>9</answer>"] * 5]
-    metrics = summarise(correct, completions, ["2", "7"], ks=[1, 2], greedy=[1.0, 0.0])
+    metrics = summarise(correct, completions, ks=[1, 2], greedy=[1.0, 0.0])
     assert metrics["pass@1"] == pytest.approx((0.4 + 0.0) / 2)
     assert metrics["pass@2"] == pytest.approx((0.7 + 0.0) / 2)
     assert metrics["cons@2"] == 0.5 and metrics["greedy"] == 0.5

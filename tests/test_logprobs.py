@@ -6,7 +6,7 @@ import torch
 from conftest import TINY
 from r1lab.models import load_policy
 from r1lab.rl.logprobs import completion_logprobs, length_buckets
-from r1lab.rl.rollout import PromptBatch
+from r1lab.rollout import PromptBatch
 from r1lab.samplers.hf import HFSampler
 
 

@@ -158,7 +158,7 @@ def test_kl_estimators_by_hand():
 
 
 def make_rollout(truncated):
-    from r1lab.rl.rollout import Rollout
+    from r1lab.rollout import Rollout
 
     n = len(truncated)
     return Rollout(prompts=["p"] * n, completions=["c"] * n, group_size=n, input_ids=torch.zeros(n, 4, dtype=torch.long),

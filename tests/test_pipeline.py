@@ -3,7 +3,7 @@
 import json
 
 from r1lab.testing import compose_config
-from r1lab.train import train
+from r1lab.stages import run_stage
 
 STAGES = ["1_cold_start", "2_reasoning_rl", "3a_rejection_sample", "3b_sft_from_base", "4_rl_all_scenarios"]
 
@@ -12,7 +12,7 @@ def test_the_r1_pipeline_runs_its_four_stages_in_order(tmp_path):
     # stage.smoke: each stage's own `smoke` overrides (a few steps, tiny batches) replace its settings.
     cfg = compose_config(["+experiment=r1_pipeline", "stage.smoke=true", "stage.evaluate.limit=4",
                           "stage.evaluate.samples=2", "stage.evaluate.max_new_tokens=32"], output_dir=tmp_path)
-    train(cfg)
+    run_stage(cfg)
     results = json.loads((tmp_path / "pipeline.json").read_text())
     assert list(results) == STAGES
     assert "trainer.max_steps=1" in results["2_reasoning_rl"]["overrides"]

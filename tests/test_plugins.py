@@ -24,10 +24,10 @@ shout = "r1lab_shout:plugin"
 broken = "r1lab_shout.broken:plugin"
 
 [tool.setuptools]
-packages = ["r1lab_shout", "r1lab_shout.conf"]
+packages = ["r1lab_shout", "r1lab_shout.conf", "r1lab_shout.conf.reward"]
 
 [tool.setuptools.package-data]
-"r1lab_shout.conf" = ["*/*.yaml"]
+"*" = ["*.yaml"]
 """
 
 FILES = {

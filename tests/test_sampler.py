@@ -5,7 +5,7 @@ from conftest import TINY
 from r1lab.models import load_policy, load_tokenizer
 from r1lab.models.tokenizers import build_char_tokenizer
 from r1lab.rl.logprobs import completion_logprobs
-from r1lab.rl.rollout import PromptBatch
+from r1lab.rollout import PromptBatch
 from r1lab.samplers.hf import HFSampler, completion_mask_and_truncation
 
 

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from conftest import FAST, compose_config, read_scalars, run_cli
 from r1lab.distributed import local_share, mean_over_ranks, prompt_seeds
-from r1lab.rl.rollout import PromptBatch
+from r1lab.rollout import PromptBatch
 from r1lab.samplers.hf import HFSampler
 from r1lab.strategies import build_strategy, decoder_layer_classes
 

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from r1lab.models import load_policy
-from r1lab.rejection import Candidate, apply_filters, build_filters
+from r1lab.stages.rejection_sample import Candidate, apply_filters, build_filters
 from r1lab.rewards.format import FormatReward
-from r1lab.sft import CompletionPairs, SFTDataError, jsonl_pairs
+from r1lab.tasks.base import PromptTask
+from r1lab.stages.sft import CompletionPairs, SFTDataError, jsonl_pairs
 from r1lab.testing import read_scalars, run_cli
 from r1lab.toy.cold_start import cold_start_rows
 
@@ -43,7 +44,8 @@ def test_jsonl_pairs_reads_pairs_and_names_missing_columns(tmp_path):
 
 
 def candidate(completion, answer="12", tokens=10, prompt="User: 5+7\nAssistant: <think>"):
-    return Candidate(prompt, completion, answer, tokens)
+    correct = PromptTask().verify([completion], {"answer": [answer]})[0]  # the task's verdict, as the stage has it
+    return Candidate(prompt, completion, answer, tokens, correct)
 
 
 def test_rejection_keeps_exactly_the_completions_that_pass():

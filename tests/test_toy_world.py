@@ -9,7 +9,7 @@ import pytest
 from conftest import compose_config, read_scalars
 from r1lab.models import load_policy
 from r1lab.toy.probe import probe_base_model
-from r1lab.train import train
+from r1lab.stages import run_stage
 
 BASE_MODEL = Path(str(resources.files("r1lab.toy").joinpath("base_model")))
 
@@ -43,7 +43,7 @@ def test_the_base_model_has_its_documented_properties(card):
 def test_grpo_on_the_toy_model_raises_the_self_verify_rate(tmp_path):
     # A shortened r1_zero: fewer prompts and steps, same model, rewards and algorithm.
     run_dir = tmp_path / "aha"
-    train(compose_config(["+experiment=r1_zero", "trainer.max_steps=12", "rl.prompts_per_step=8", "rl.optim.lr=1e-4",
+    run_stage(compose_config(["+experiment=r1_zero", "trainer.max_steps=12", "rl.prompts_per_step=8", "rl.optim.lr=1e-4",
                           "trainer.enable_progress_bar=false", "callbacks.policy=null", "seed=1"], output_dir=run_dir))
     verify = [v for _, v in read_scalars(run_dir)["aha/self_verify_rate"]]
     assert verify[0] <= 0.25

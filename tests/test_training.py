@@ -9,7 +9,7 @@ from hydra.errors import InstantiationException
 from conftest import FAST, compose_config, read_scalars, run_cli
 from r1lab.models import ModelLoadError, load_policy
 from r1lab.rl.module import DivergedError
-from r1lab.train import train
+from r1lab.stages import run_stage
 
 REQUIRED_TAGS = ["train/reward", "train/reward/accuracy", "train/reward/format", "train/accuracy",
                  "train/completion_len", "train/kl", "train/clip_frac", "train/loss", "train/zero_std_frac",
@@ -40,7 +40,7 @@ def test_r1_zero_runs_from_the_command_line_and_logs_every_required_tag(tmp_path
 
 def run(tmp_path: Path, name: str, overrides: list[str]) -> Path:
     run_dir = tmp_path / name
-    train(compose_config(["+experiment=r1_zero", *FAST, *overrides], output_dir=run_dir))
+    run_stage(compose_config(["+experiment=r1_zero", *FAST, *overrides], output_dir=run_dir))
     return run_dir
 
 

@@ -70,14 +70,14 @@ class AhaMomentTracker(pl.Callback):
     @rank_zero_only
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        metrics = outputs["metrics"]
-        step = outputs["step"]  # the RL step, as on the metrics' x-axis
+        metrics = outputs.metrics
+        step = outputs.step  # the RL step, as on the metrics' x-axis
         fired = self.detector.update(step, metrics["aha/self_verify_rate"], metrics["train/completion_len"])
         if fired is None:
             return
         if trainer.logger:
             trainer.logger.log_metrics({"aha/step": float(fired)}, step=step)
-        rollout = outputs["rollout"]
+        rollout = outputs.rollout
         sample = next((c for c in rollout.completions if "wait" in c.lower()), rollout.completions[0])
         Console().print(f"[bold magenta]aha moment at step {fired}[/]: self-verify rate "
                         f"{sum(self.detector.verify) / self.detector.window:.2f}, completion length "

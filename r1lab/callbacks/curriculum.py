@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
+
+if TYPE_CHECKING:
+    from r1lab.rl.module import StepOutput
 
 
 class CurriculumUpdate(pl.Callback):
@@ -11,15 +14,14 @@ class CurriculumUpdate(pl.Callback):
     Runs before checkpointing (Lightning orders checkpoint callbacks last), so saved positions are exact.
     """
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: StepOutput, batch: object,
                            batch_idx: int) -> None:
-        rollout = outputs["rollout"]  # its groups may differ from `batch` under dynamic sampling
+        rollout = outputs.rollout  # its groups may differ from `batch` under dynamic sampling
         indices = rollout.columns["index"][:: rollout.group_size]
-        per_prompt = {"reward": rollout.grouped(rollout.rewards).mean(1).tolist()}
-        accuracy = outputs["scored"].terms.get("accuracy")
-        if accuracy is not None:
-            per_prompt["accuracy"] = rollout.grouped(accuracy).nanmean(1).tolist()
+        # Accuracy is the task's verdict (stored once on the scores), whatever the reward terms are called.
+        per_prompt = {"reward": rollout.grouped(rollout.rewards).mean(1).tolist(),
+                      "accuracy": rollout.grouped(outputs.scored.correct).nanmean(1).tolist()}
         curriculum = trainer.datamodule.curriculum
         if trainer.logger is not None:  # what this step's prompts were, before the update changes the state
-            trainer.logger.log_metrics(curriculum.metrics(indices), step=outputs["step"])
+            trainer.logger.log_metrics(curriculum.metrics(indices), step=outputs.step)
         curriculum.update(indices, per_prompt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -12,24 +13,23 @@ from rich.console import Console
 from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before_check, format_hack, loops,
                                mixes_languages)
 from r1lab.language import make_identifier
-from r1lab.rewards.accuracy import AccuracyReward
+from r1lab.rl.collect import Verifier
 from r1lab.samplers.hf import HFSampler
 from r1lab.strategies import shards_parameters
 
 
-def verify_gain(model, tokenizer, prompts: list[str], completions: list[str], answers: list[Any],
-                max_new_tokens: int = 24) -> tuple[float, int] | None:
+def verify_gain(model, tokenizer, verify: Verifier, prompts: list[str], completions: list[str],
+                correct: Sequence[float], columns: Mapping[str, Sequence[Any]], max_new_tokens: int = 24
+                ) -> tuple[float, int] | None:
     """Ablation: cut verifying completions at the self-check phrase, let the policy answer directly
-    (greedily, after "</think><answer>"), re-score. Returns (accuracy with − without verification, count)."""
-    rows = [(p, c, a, cut) for p, c, a in zip(prompts, completions, answers)
-            if (cut := cut_before_check(c)) is not None]
+    (greedily, after "</think><answer>"), and judge again with the task's verifier. `correct` is the verdict
+    on the completions as they are. Returns (accuracy with − without verification, count)."""
+    rows = [i for i, c in enumerate(completions) if cut_before_check(c) is not None]
     if not rows:
         return None
-    accuracy = AccuracyReward()
-    with_check = accuracy([r[0] for r in rows], [r[1] for r in rows], answer=[r[2] for r in rows])
-    prefixes = [cut + "</think><answer>" for _, _, _, cut in rows]
-    encoded = tokenizer([p + prefix for (p, *_), prefix in zip(rows, prefixes)], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
+    prefixes = [cut_before_check(completions[i]) + "</think><answer>" for i in rows]
+    encoded = tokenizer([prompts[i] + prefix for i, prefix in zip(rows, prefixes)], return_tensors="pt",
+                        padding=True, add_special_tokens=False).to(model.device)
     greedy = HFSampler(temperature=1.0, top_k=1, max_new_tokens=max_new_tokens, record_logprobs=False)
     was_training = model.training
     model.eval()
@@ -38,8 +38,8 @@ def verify_gain(model, tokenizer, prompts: list[str], completions: list[str], an
     model.train(was_training)
     direct = [prefix + tokenizer.decode(ids, skip_special_tokens=True)
               for prefix, ids in zip(prefixes, sequences[:, encoded["input_ids"].shape[1]:])]
-    without = accuracy([r[0] for r in rows], direct, answer=[r[2] for r in rows])
-    return (sum(with_check) - sum(without)) / len(rows), len(rows)
+    without = verify(direct, {key: [values[i] for i in rows] for key, values in columns.items()})
+    return (sum(correct[i] for i in rows) - sum(without)) / len(rows), len(rows)
 
 
 class Diagnostics(pl.Callback):
@@ -62,9 +62,9 @@ class Diagnostics(pl.Callback):
     @rank_zero_only
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        rollout, scored, metrics, step = outputs["rollout"], outputs["scored"], outputs["metrics"], outputs["step"]
+        rollout, metrics, step = outputs.rollout, outputs.metrics, outputs.step
         completions = rollout.completions
-        correct = pl_module.accuracy_of(rollout, scored).tolist()
+        correct = outputs.scored.correct.tolist()  # the task's verdict, computed once by the step
         n = len(completions)
         diag = conditional_accuracy(completions, correct) | {
             "diag/loop_rate": sum(map(loops, completions)) / n,
@@ -76,8 +76,8 @@ class Diagnostics(pl.Callback):
         if (self.ablation_every and step % self.ablation_every == 0 and "answer" in rollout.columns
                 and not shards_parameters(trainer.strategy)):
             k = self.ablation_samples
-            gain = verify_gain(pl_module.policy, pl_module.tokenizer, rollout.prompts[:k], completions[:k],
-                               rollout.columns["answer"][:k])
+            gain = verify_gain(pl_module.policy, pl_module.tokenizer, pl_module.collector.verify, rollout.prompts[:k],
+                               completions[:k], correct[:k], {key: v[:k] for key, v in rollout.columns.items()})
             if gain is not None:
                 diag["diag/verify_gain"] = gain[0]
                 verify_rate = metrics.get("aha/self_verify_rate", 0.0)

@@ -19,10 +19,10 @@ class CompletionSamples(pl.Callback):
     @rank_zero_only
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        step = outputs["step"]  # the RL step, as on the metrics' x-axis
+        step = outputs.step  # the RL step, as on the metrics' x-axis
         if step % self.every_n_steps:
             return
-        rollout = outputs["rollout"]
+        rollout = outputs.rollout
         records = []
         for i in range(min(self.num_samples, rollout.num_completions)):
             records.append({"step": step, "prompt": rollout.prompts[i], "completion": rollout.completions[i],

@@ -3,6 +3,9 @@
 Several rewards form a `RewardSet`: named terms with weights. The total is the weighted sum; a term may
 return None for completions it does not apply to (it then adds nothing, as in TRL). A term that raises is
 retried one completion at a time and the completions it fails on score None; the run goes on.
+
+The task's verdict on each completion (`correct`: 1, 0, or NaN without a gold answer) is computed once, before
+the terms run; every term gets it as the column `correct`, so a term about correctness need not check again.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
+
+from r1lab.rollout import ScoredRollout
 
 log = logging.getLogger(__name__)
 
@@ -32,30 +36,6 @@ class Reward:
 
     def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> list[float | None]:
         raise NotImplementedError
-
-
-@dataclass
-class ScoredRollout:
-    total: Tensor  # (N,) weighted sum; NaN only where a term returned a non-finite number
-    terms: dict[str, Tensor]  # name -> (N,) raw term values, NaN where the term returned None
-    failures: dict[str, int]  # name -> completions the term raised on
-    nonfinite: int  # values that were NaN/inf numbers (a bug in a reward, not "not applicable")
-
-    def select(self, rows: list[int]) -> ScoredRollout:
-        index = torch.tensor(rows, dtype=torch.long)
-        return ScoredRollout(self.total[index], {k: v[index] for k, v in self.terms.items()}, dict(self.failures),
-                             int((~torch.isfinite(self.total[index])).sum()))
-
-    def to(self, device: torch.device | str) -> ScoredRollout:
-        return ScoredRollout(self.total.to(device), {k: v.to(device) for k, v in self.terms.items()},
-                             dict(self.failures), self.nonfinite)
-
-    @staticmethod
-    def concat(parts: list[ScoredRollout]) -> ScoredRollout:
-        failures = {k: sum(p.failures.get(k, 0) for p in parts) for k in parts[0].failures}
-        return ScoredRollout(torch.cat([p.total for p in parts]),
-                             {k: torch.cat([p.terms[k] for p in parts]) for k in parts[0].terms}, failures,
-                             sum(p.nonfinite for p in parts))
 
 
 class RewardSet:
@@ -81,7 +61,17 @@ class RewardSet:
     def names(self) -> list[str]:
         return list(self.terms)
 
-    def __call__(self, prompts: list[str], completions: list[str], columns: Mapping[str, list]) -> ScoredRollout:
+    def __call__(self, prompts: list[str], completions: list[str], columns: Mapping[str, list],
+                 correct: Sequence[float] | None = None) -> ScoredRollout:
+        """Score every completion with every term. `correct`: the task's verdict per completion, passed to
+        the terms as the column `correct` and stored on the result (NaN throughout when not given)."""
+        if correct is None:
+            correct = [math.nan] * len(completions)
+        else:
+            correct = [float(v) for v in correct]
+            if len(correct) != len(completions):
+                raise ValueError(f"{len(correct)} verdicts for {len(completions)} completions")
+            columns = {**columns, "correct": correct}
         total = torch.zeros(len(completions))
         terms: dict[str, Tensor] = {}
         failures: dict[str, int] = {}
@@ -94,13 +84,13 @@ class RewardSet:
             terms[name] = torch.tensor([math.nan if v is None else float(v) for v in raw], dtype=torch.float32)
             # None adds nothing to the total; a returned nan/inf stays visible in it.
             total += weight * torch.tensor([0.0 if v is None else float(v) for v in raw], dtype=torch.float32)
-        return ScoredRollout(total, terms, failures, nonfinite)
-
+        return ScoredRollout(torch.tensor(correct, dtype=torch.float32), total, terms, failures, nonfinite)
 
     def term_metrics(self, completions: list[str], columns: Mapping[str, list], scored: ScoredRollout
                      ) -> dict[str, float]:
         """What the terms that define `metrics(values, completions, **columns)` report about this batch."""
         metrics: dict[str, float] = {}
+        columns = {**columns, "correct": scored.correct.tolist()}
         for name, (fn, _) in self.terms.items():
             report = getattr(fn, "metrics", None)
             if callable(report):

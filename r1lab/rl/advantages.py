@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from r1lab.registry import ADVANTAGES
-from r1lab.rl.rollout import Rollout
+from r1lab.rollout import Rollout
 
 
 class AdvantageEstimator:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import DynamicCache
 
-from r1lab.rl.rollout import Rollout
+from r1lab.rollout import Rollout
 
 
 def selective_log_softmax(logits: Tensor, tokens: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from r1lab.registry import LOSSES
-from r1lab.rl.rollout import Rollout
+from r1lab.rollout import Rollout
 
 
 @dataclass

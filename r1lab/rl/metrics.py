@@ -6,9 +6,8 @@ from typing import Any
 
 import torch
 
-from r1lab.rewards.answers import extract_answer
-from r1lab.rewards.base import ScoredRollout
-from r1lab.rl.rollout import Rollout
+from r1lab.answers import extract_answer
+from r1lab.rollout import Rollout, ScoredRollout
 from r1lab.selfcheck import self_verify_rate
 
 
@@ -43,8 +42,8 @@ def generation_cost(rollout: Rollout, accuracy: torch.Tensor) -> dict[str, float
     return metrics
 
 
-def rollout_metrics(rollout: Rollout, scored: ScoredRollout, accuracy: torch.Tensor, hard_difficulty: Any = None
-                    ) -> dict[str, float]:
+def rollout_metrics(rollout: Rollout, scored: ScoredRollout, hard_difficulty: Any = None) -> dict[str, float]:
+    accuracy = scored.correct  # the task's verdict, whatever the reward terms are
     lengths = rollout.completion_lengths.float()
     metrics = {
         "train/reward": scored.total.mean().item(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel
 
-from r1lab.rl.rollout import PromptBatch, Rollout
+from r1lab.rollout import PromptBatch, Rollout
 
 
 class Sampler:

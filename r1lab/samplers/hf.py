@@ -9,7 +9,7 @@ from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from r1lab.registry import SAMPLERS
-from r1lab.rl.rollout import PromptBatch, Rollout
+from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers import lean_decode
 from r1lab.samplers.base import Sampler
 from r1lab.strategies import sharded_parameters

@@ -19,7 +19,7 @@ import torch
 
 from r1lab.distributed import rank_and_world
 from r1lab.registry import SAMPLERS
-from r1lab.rl.rollout import PromptBatch, Rollout
+from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers.base import Sampler, rollout_from_ids
 from r1lab.strategies import sharded_parameters
 

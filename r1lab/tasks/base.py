@@ -1,8 +1,13 @@
-"""Tasks: a list of rows, each with a formatted `prompt` and its columns (`answer`, `difficulty`, ...)."""
+"""Tasks: a list of rows, each with a formatted `prompt` and its columns (`answer`, `difficulty`, ...), and
+the task's verifier, the one judge of correctness."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from r1lab.answers import is_correct
 
 
 class PromptTask:
@@ -20,6 +25,18 @@ class PromptTask:
     def make_row(self, question: str, answer: str, **extra: Any) -> dict[str, Any]:
         return {"index": len(self.rows), "prompt": self.prompt_template.format(question=question),
                 "question": question, "answer": answer, **extra}
+
+    def verify(self, completions: Sequence[str], columns: Mapping[str, Sequence[Any]]) -> list[float]:
+        """Correctness of each completion: 1.0 right, 0.0 wrong, NaN where its row has no gold answer.
+
+        Every consumer reads this verdict (train/accuracy, curricula, diagnostics, evaluation, rejection
+        sampling, the accuracy reward); a task with another notion of correct overrides this method.
+        """
+        golds = columns.get("answer")
+        if golds is None:
+            return [math.nan] * len(completions)
+        return [math.nan if gold is None else float(is_correct(completion, gold))
+                for completion, gold in zip(completions, golds)]
 
     def __len__(self) -> int:
         return len(self.rows)

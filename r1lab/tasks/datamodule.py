@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from r1lab.curricula.base import Curriculum
-from r1lab.rl.rollout import PromptBatch
+from r1lab.rollout import PromptBatch
 from r1lab.tasks.base import PromptTask
 
 

@@ -21,7 +21,7 @@ class GroupLengthPenalty(Reward):
     for being short. When every completion of a group has the same length, λ = 0.
     """
 
-    def __init__(self, answer_column: str = "answer"):
+    def __init__(self, answer_column: str | None = None):
         self.accuracy = AccuracyReward(answer_column)
 
     def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> list[float | None]:
@@ -49,7 +49,7 @@ class CosineLengthReward(Reward):
 
     def __init__(self, max_tokens: int = 256, correct_short: float = 1.0, correct_long: float = 0.5,
                  wrong_short: float = -1.0, wrong_long: float = 0.0, exceed_penalty: float = -1.0,
-                 answer_column: str = "answer"):
+                 answer_column: str | None = None):
         if max_tokens < 1:
             raise ValueError(f"reward.cosine_length.max_tokens must be >= 1, got {max_tokens}")
         self.max_tokens = int(max_tokens)

@@ -16,7 +16,7 @@ import torch
 
 from r1lab.registry import SAMPLERS
 from r1lab.rewards.accuracy import AccuracyReward
-from r1lab.rl.rollout import PromptBatch, Rollout
+from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers.base import Sampler, rollout_from_texts
 from r1lab.samplers.hf import HFSampler
 from r1lab_mcts.tree import Node, backup, select

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from r1lab.models import load_policy
-from r1lab.rl.rollout import PromptBatch
+from r1lab.rollout import PromptBatch
 from r1lab_mcts.sampler import MCTSSampler
 from r1lab_mcts.tree import Node, backup, select
 

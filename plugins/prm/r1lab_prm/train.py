@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from r1lab.models.policy import load_tokenizer, resolve_package_path
 from r1lab.models.tokenizers import build_char_tokenizer
-from r1lab.sft import pad_batch  # the same padding: labels -100 beyond each row
+from r1lab.stages.sft import pad_batch  # the same padding: labels -100 beyond each row
 from r1lab_prm.scorer import PRMScorer
 from r1lab_prm.toy_data import labelled_trace
 
@@ -96,7 +96,7 @@ def prm_train_stage(cfg, architecture: dict[str, Any] | None = None, init: str |
                     batch_size: int = 64, lr: float = 1e-3, export_dir: str | None = None, eval_problems: int = 500,
                     traces: dict[str, Any] | None = None) -> float:
     """Train the toy PRM; save it to `<run dir>/prm` (and `export_dir`); return its held-out step accuracy."""
-    from r1lab.train import make_trainer
+    from r1lab.trainer import make_trainer
 
     model, tokenizer = build_prm(architecture, init)
     options = dict(traces or {})

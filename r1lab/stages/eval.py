@@ -10,9 +10,13 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-import torch
 
-from r1lab.rewards.answers import answers_match, extract_answer
+import torch
+from hydra.utils import instantiate
+
+from r1lab.answers import answers_match, extract_answer
+from r1lab.rollout import PromptBatch
+from r1lab.samplers.hf import HFSampler
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -24,32 +28,40 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def majority_answer(answers: Sequence[str | None]) -> str | None:
-    """The most common answer, answers grouped by math-verify equivalence; a tie goes to the group whose
-    first member came first (deterministic). None answers (nothing parsable) do not vote."""
-    groups: list[list[str]] = []
-    for answer in answers:
+def majority_vote(answers: Sequence[str | None]) -> int | None:
+    """Position of the majority answer's first occurrence, answers grouped by math-verify equivalence; a tie
+    goes to the group whose first member came first (deterministic). None answers (nothing parsable) do not
+    vote; None when nothing voted."""
+    groups: list[list[int]] = []
+    for position, answer in enumerate(answers):
         if answer is None:
             continue
         for group in groups:
-            if answers_match(group[0], answer):
-                group.append(answer)
+            if answers_match(answers[group[0]], answer):
+                group.append(position)
                 break
         else:
-            groups.append([answer])
+            groups.append([position])
     if not groups:
         return None
     best = max(len(g) for g in groups)
     return next(g[0] for g in groups if len(g) == best)
 
 
-def cons_at_k(completions: Sequence[str], gold: str, k: int) -> float:
-    """1.0 when the majority answer of the first k completions equals the gold answer."""
-    vote = majority_answer([extract_answer(c) for c in completions[:k]])
-    return float(vote is not None and answers_match(str(gold), vote))
+def majority_answer(answers: Sequence[str | None]) -> str | None:
+    """The most common answer (see `majority_vote`)."""
+    position = majority_vote(answers)
+    return None if position is None else answers[position]
 
 
-def summarise(correct: list[list[float]], completions: list[list[str]], golds: list[str], ks: Sequence[int],
+def cons_at_k(completions: Sequence[str], correct: Sequence[float], k: int) -> float:
+    """1.0 when the majority answer of the first k completions is right: the task's verdict on the first
+    completion that gave it (the same verdict pass@k counts)."""
+    position = majority_vote([extract_answer(c) for c in completions[:k]])
+    return float(position is not None and correct[position] == 1.0)
+
+
+def summarise(correct: list[list[float]], completions: list[list[str]], ks: Sequence[int],
               greedy: list[float] | None = None) -> dict[str, float]:
     """Per-problem sample correctness (problems × n) → the metrics, averaged over problems."""
     n = len(correct[0])
@@ -57,7 +69,7 @@ def summarise(correct: list[list[float]], completions: list[list[str]], golds: l
            "pass@1": sum(sum(row) / n for row in correct) / len(correct)}
     for k in sorted({k for k in ks if 1 <= k <= n}):
         out[f"pass@{k}"] = sum(pass_at_k(n, int(sum(row)), k) for row in correct) / len(correct)
-        out[f"cons@{k}"] = sum(cons_at_k(c, g, k) for c, g in zip(completions, golds)) / len(correct)
+        out[f"cons@{k}"] = sum(cons_at_k(c, right, k) for c, right in zip(completions, correct)) / len(correct)
     if greedy is not None:
         out["greedy"] = sum(greedy) / len(greedy)
     return out
@@ -75,12 +87,6 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
                max_new_tokens: int | None = None, greedy: bool = True, limit: int | None = None,
                prompts_per_batch: int = 8) -> float:
     """Sample `n` completions per problem of `cfg.task` from `cfg.model`; write eval.json and eval.md."""
-    from hydra.utils import instantiate
-
-    from r1lab.rewards.accuracy import AccuracyReward
-    from r1lab.rl.rollout import PromptBatch
-    from r1lab.samplers.hf import HFSampler
-
     if n < 1:
         raise ValueError(f"stage.n (samples per problem) must be >= 1, got {n}")
     task, policy = instantiate(cfg.task), instantiate(cfg.model)
@@ -90,27 +96,28 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
     sampler = HFSampler(group_size=max(n, 2), temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                         record_logprobs=False)
     argmax = HFSampler(group_size=2, temperature=1.0, top_k=1, max_new_tokens=max_new_tokens, record_logprobs=False)
-    accuracy = AccuracyReward()
     correct, completions, greedy_correct = [], [], []
     with torch.no_grad():
         for start in range(0, len(rows), prompts_per_batch):
             chunk = rows[start:start + prompts_per_batch]
             batch = PromptBatch.collate(chunk)
             rollout = sampler.rollout(model, tokenizer, batch)
-            scores = accuracy(rollout.prompts, rollout.completions, **rollout.columns)
+            scores = task.verify(rollout.completions, rollout.columns)
             group = sampler.group_size
             for i in range(len(chunk)):
                 correct.append(scores[i * group:i * group + n])
                 completions.append(rollout.completions[i * group:i * group + n])
             if greedy:
                 greedy_rollout = argmax.rollout(model, tokenizer, batch)
-                greedy_scores = accuracy(greedy_rollout.prompts, greedy_rollout.completions, **greedy_rollout.columns)
+                greedy_scores = task.verify(greedy_rollout.completions, greedy_rollout.columns)
                 greedy_correct += greedy_scores[::2]
-    golds = [str(r["answer"]) for r in rows]
+    if any(math.isnan(v) for row in correct for v in row):
+        raise ValueError(f"task {task.name!r} has problems without a gold answer (column 'answer'); evaluation "
+                         "needs one for every problem")
     slices = {"all": list(range(len(rows)))}
     for level in sorted({r["difficulty"] for r in rows if "difficulty" in r}, key=str):
         slices[f"difficulty {level}"] = [i for i, r in enumerate(rows) if r.get("difficulty") == level]
-    results = {name: summarise([correct[i] for i in idx], [completions[i] for i in idx], [golds[i] for i in idx], ks,
+    results = {name: summarise([correct[i] for i in idx], [completions[i] for i in idx], ks,
                                [greedy_correct[i] for i in idx] if greedy else None)
                for name, idx in slices.items() if idx}
     out = Path(cfg.paths.output_dir)
@@ -121,23 +128,3 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
                                  f"top-p = {top_p}\n\n" + markdown_table(results))
     print(markdown_table(results))
     return results["all"]["pass@1"]
-
-
-def eval_overrides(args: Sequence[str]) -> list[str]:
-    """`eval model=<path|option> task=<name> n=<samples> [k=1,8] [limit=..] [key=value ...]` → Hydra overrides."""
-    from r1lab.choices import group_options
-
-    shortcuts = {"n": "stage.n", "limit": "stage.limit", "temperature": "stage.temperature", "top_p": "stage.top_p",
-                 "greedy": "stage.greedy", "max_new_tokens": "stage.max_new_tokens"}
-    overrides = ["stage=eval"]
-    for arg in args:
-        key, _, value = arg.partition("=")
-        if key == "model" and value not in group_options("model"):
-            overrides += ["model=hf", f"model.name_or_path={value}"]
-        elif key == "k":
-            overrides.append(f"stage.ks=[{value}]")
-        elif key in shortcuts:
-            overrides.append(f"{shortcuts[key]}={value}")
-        else:
-            overrides.append(arg)
-    return overrides

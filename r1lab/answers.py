@@ -1,4 +1,7 @@
-"""Find the final answer in a completion and compare it with a gold answer (math-verify)."""
+"""Find the final answer in a completion and compare it with a gold answer (math-verify).
+
+Shared by tasks (their verifier), rewards, evaluation and the toy world; imports nothing of r1lab's.
+"""
 
 from __future__ import annotations
 
@@ -67,3 +70,9 @@ def answers_match(gold: str, predicted: str) -> bool:
     if not gold_parsed or not predicted_parsed:
         return normalize(str(gold)) == normalize(predicted)
     return verify(gold_parsed, predicted_parsed, timeout_seconds=_timeout())
+
+
+def is_correct(completion: str, gold: object) -> bool:
+    """The completion's final answer is equivalent to `gold`; a completion without an answer is wrong."""
+    predicted = extract_answer(completion)
+    return predicted is not None and answers_match(str(gold), predicted)

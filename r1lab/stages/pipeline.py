@@ -11,19 +11,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
+
+from r1lab.diagnostics import mixes_languages
+from r1lab.language import make_identifier
+from r1lab.models import load_policy
+from r1lab.rewards.format import FormatReward
+from r1lab.rollout import PromptBatch
+from r1lab.samplers.hf import HFSampler
+from r1lab.stages.run import run_stage
 
 
 def compose_stage(overrides: list[str], output_dir: Path) -> DictConfig:
     """The config of one pipeline stage, composed like a command line (inside a running Hydra app)."""
-    from hydra import compose
-    from hydra.core.global_hydra import GlobalHydra
-
     if GlobalHydra.instance().is_initialized():
         cfg = compose(config_name="config", overrides=overrides)
     else:  # called outside `python -m r1lab` (tests, notebooks)
-        from hydra import initialize_config_module
-
         with initialize_config_module(config_module="r1lab.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
     with open_dict(cfg):
@@ -33,18 +40,8 @@ def compose_stage(overrides: list[str], output_dir: Path) -> DictConfig:
 
 def readability(policy_dir: Path, task_cfg: DictConfig, samples: int, limit: int, max_new_tokens: int,
                 seed: int) -> dict[str, float]:
-    """Accuracy, format rate, language-mixing rate and mean completion length of a policy on the task."""
-    import torch
-    from hydra.utils import instantiate
-
-    from r1lab.diagnostics import mixes_languages
-    from r1lab.language import make_identifier
-    from r1lab.models import load_policy
-    from r1lab.rewards.accuracy import AccuracyReward
-    from r1lab.rewards.format import FormatReward
-    from r1lab.rl.rollout import PromptBatch
-    from r1lab.samplers.hf import HFSampler
-
+    """Accuracy (the task's verifier), format rate, language-mixing rate and mean completion length of a
+    policy on the task."""
     torch.manual_seed(seed)
     task, policy = instantiate(task_cfg), load_policy(str(policy_dir))
     rows = [task[i] for i in range(min(limit, len(task)))]
@@ -55,7 +52,7 @@ def readability(policy_dir: Path, task_cfg: DictConfig, samples: int, limit: int
     completions, prompts = rollout.completions, rollout.prompts
     toy = make_identifier("toy")
     n = len(completions)
-    return {"accuracy": sum(AccuracyReward()(prompts, completions, **rollout.columns)) / n,
+    return {"accuracy": sum(task.verify(completions, rollout.columns)) / n,
             "format_rate": sum(FormatReward()(prompts, completions)) / n,
             "mixed_rate": sum(mixes_languages(c, toy) for c in completions) / n,
             "completion_len": float(rollout.completion_lengths.mean())}
@@ -67,8 +64,6 @@ def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] |
 
     With `smoke`, each stage's `smoke` overrides (a few steps, tiny batches) replace its own for the same keys.
     """
-    from r1lab.train import train
-
     run_dir = Path(cfg.paths.output_dir)
     evaluate = dict(evaluate or {})
     results: dict[str, dict[str, Any]] = {}
@@ -83,7 +78,7 @@ def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] |
         stage_dir = run_dir / name
         stage_cfg = compose_stage(overrides, stage_dir)
         print(f"[pipeline] {name}: python -m r1lab {' '.join(overrides)}  ->  {stage_dir}", flush=True)
-        value = train(stage_cfg)
+        value = run_stage(stage_cfg)
         results[name] = {"dir": str(stage_dir), "overrides": overrides, "value": value}
         if evaluate and (stage_dir / "policy" / "config.json").is_file():
             results[name] |= readability(stage_dir / "policy", cfg.task, evaluate.get("samples", 4),

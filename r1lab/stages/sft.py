@@ -15,7 +15,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader, IterableDataset
+
+from r1lab.trainer import make_trainer
 
 
 class SFTDataError(ValueError):
@@ -94,13 +97,9 @@ class SFTModule(pl.LightningModule):
 def sft_stage(cfg, data: Any = None, steps: int = 200, batch_size: int = 16, lr: float = 1e-4, weight_decay: float = 0.0,
               warmup_steps: int = 10, max_length: int = 1024, export_dir: str | None = None) -> float:
     """Fine-tune `cfg.model` on `data` (rows of prompt/completion) for `steps`; save to `<run dir>/policy`."""
-    from hydra.utils import instantiate
-
-    from r1lab.train import make_trainer
-
     if data is None:
         raise SFTDataError("stage.data is not set: give a JSONL file of prompt/completion pairs, e.g. "
-                           "'stage.data={_target_:r1lab.sft.jsonl_pairs,path:/path/to/dataset.jsonl}', or use "
+                           "'stage.data={_target_:r1lab.stages.sft.jsonl_pairs,path:/path/to/dataset.jsonl}', or use "
                            "+experiment=toy_cold_start")
     rows = list(data)
     if not rows:

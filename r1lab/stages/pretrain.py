@@ -1,4 +1,4 @@
-"""Pre-train a tiny causal LM on the toy corpus (`+experiment=toy_pretrain`).
+"""`stage=pretrain`: pre-train a tiny causal LM on the toy corpus (`+experiment=toy_pretrain`).
 
 Examples are packed whole into fixed-length rows; the loss covers completion tokens only (prompts are
 context), as the toy world's recipe prescribes.
@@ -13,9 +13,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader, IterableDataset
 
 from r1lab.toy.corpus import ToyCorpus
+from r1lab.toy.probe import probe_base_model, write_model_card
+from r1lab.trainer import make_trainer
 
 IGNORE = -100
 
@@ -88,11 +91,6 @@ def pretrain_stage(cfg, corpus: ToyCorpus, tokens: int = 6_000_000, seq_len: int
                    lr: float = 3e-3, min_lr: float = 3e-4, warmup_steps: int = 50, weight_decay: float = 0.1,
                    export_dir: str | None = None, probe_problems: int = 100) -> float:
     """Pre-train `cfg.model` on `corpus`; save to `<run dir>/policy` (and `export_dir`), then probe it."""
-    from hydra.utils import instantiate
-
-    from r1lab.train import make_trainer
-    from r1lab.toy.probe import probe_base_model, write_model_card
-
     policy = instantiate(cfg.model)
     steps = total_steps_for(tokens, seq_len, batch_size)
     module = CausalLMPretraining(policy.model, lr, min_lr, min(warmup_steps, steps), steps, weight_decay)

@@ -2,9 +2,10 @@
 filters, as R1's stage 3 builds its SFT data. Writes `dataset.jsonl` (prompt, completion, answer) and
 `summary.json` (how many completions each filter kept, in order).
 
-Filters, applied in this order (each configurable, `null` turns it off): `accuracy` (the answer is right),
-`format` (the R1 template), `language` (the reasoning's target-language share is at least a minimum),
-`length` (at most `max_tokens` completion tokens), `dedupe` (one copy of identical completions per prompt).
+Filters, applied in this order (each configurable, `null` turns it off): `accuracy` (the task's verifier
+says the answer is right), `format` (the R1 template), `language` (the reasoning's target-language share is
+at least a minimum), `length` (at most `max_tokens` completion tokens), `dedupe` (one copy of identical
+completions per prompt).
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
+
+from r1lab.language import languages_in, make_identifier
+from r1lab.rewards.format import FormatReward
+from r1lab.rollout import PromptBatch
+from r1lab.samplers.hf import HFSampler
 
 
 @dataclass
@@ -24,26 +31,20 @@ class Candidate:
     completion: str
     answer: str
     tokens: int
+    correct: float  # the task's verdict (1 right, 0 wrong)
 
 
 def build_filters(accuracy: bool = True, format: bool = True, language: dict[str, Any] | None = None,
                   max_tokens: int | None = None, dedupe: bool = True) -> list[tuple[str, Callable]]:
     """Named filters; each takes the surviving candidates and returns those it keeps."""
-    from r1lab.rewards.accuracy import AccuracyReward
-    from r1lab.rewards.format import FormatReward
-
     filters: list[tuple[str, Callable]] = []
     if accuracy:
-        judge = AccuracyReward()
-        filters.append(("accuracy", lambda cs: [c for c, ok in zip(cs, judge([c.prompt for c in cs], [c.completion for c in cs],
-                                                                              answer=[c.answer for c in cs])) if ok]))
+        filters.append(("accuracy", lambda cs: [c for c in cs if c.correct == 1.0]))
     if format:
         template = FormatReward()
         filters.append(("format", lambda cs: [c for c, ok in zip(cs, template([c.prompt for c in cs],
                                                                                [c.completion for c in cs])) if ok]))
     if language:
-        from r1lab.language import languages_in, make_identifier
-
         identifier = make_identifier(language.get("identifier", "natural"))
         target = identifier.check(language["target"])
         minimum = float(language.get("min_share", 1.0))
@@ -84,11 +85,6 @@ def apply_filters(candidates: list[Candidate], filters: list[tuple[str, Callable
 def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None = None, temperature: float = 1.0,
                            filters: dict[str, Any] | None = None, prompts_per_batch: int = 16) -> float:
     """Sample, filter, write `<run dir>/dataset.jsonl` and `summary.json`; returns the kept rate."""
-    from hydra.utils import instantiate
-
-    from r1lab.rl.rollout import PromptBatch
-    from r1lab.samplers.hf import HFSampler
-
     task, policy = instantiate(cfg.task), instantiate(cfg.model)
     model, tokenizer = policy.model.eval(), policy.tokenizer
     rows = [task[i] for i in range(len(task) if limit is None else min(limit, len(task)))]
@@ -98,9 +94,11 @@ def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None =
     with torch.no_grad():
         for start in range(0, len(rows), prompts_per_batch):
             rollout = sampler.rollout(model, tokenizer, PromptBatch.collate(rows[start:start + prompts_per_batch]))
-            for prompt, completion, answer, length in zip(rollout.prompts, rollout.completions,
-                                                          rollout.columns["answer"], rollout.completion_lengths):
-                candidates.append(Candidate(prompt, completion, str(answer), int(length)))
+            correct = task.verify(rollout.completions, rollout.columns)
+            for prompt, completion, answer, length, right in zip(rollout.prompts, rollout.completions,
+                                                                 rollout.columns["answer"], rollout.completion_lengths,
+                                                                 correct):
+                candidates.append(Candidate(prompt, completion, str(answer), int(length), right))
     kept, summary = apply_filters(candidates, build_filters(**dict(filters or {})))
     out = Path(cfg.paths.output_dir)
     with (out / "dataset.jsonl").open("w", encoding="utf-8") as handle:

@@ -1,4 +1,9 @@
-"""The Rollout: everything one RL step knows about its sampled completions."""
+"""The data one RL step passes along: the prompts it samples for (`PromptBatch`), their completions
+(`Rollout`) and how each completion scored (`ScoredRollout`).
+
+The ground floor: samplers, tasks, rewards, the RL step, stages and plugins all use these types, and this
+module imports nothing of r1lab's.
+"""
 
 from __future__ import annotations
 
@@ -86,10 +91,13 @@ class Rollout:
                 picked[f.name] = {k: [v[i] for i in rows] for k, v in value.items()}
         return replace(self, **picked)
 
+    def group_rows(self, groups: list[int]) -> list[int]:
+        """The rows of whole groups (by group number), in the prompt-major layout."""
+        return [g * self.group_size + k for g in groups for k in range(self.group_size)]
+
     def select_groups(self, groups: list[int]) -> Rollout:
         """Whole groups (by group number), keeping the prompt-major layout."""
-        rows = [g * self.group_size + k for g in groups for k in range(self.group_size)]
-        return self.select(torch.tensor(rows, dtype=torch.long))
+        return self.select(torch.tensor(self.group_rows(groups), dtype=torch.long))
 
     @staticmethod
     def concat(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
@@ -161,3 +169,32 @@ class PromptBatch:
         columns = {k: [v for v in values for _ in range(times)] for k, values in self.columns.items()}
         columns["index"] = [i for i in self.indices for _ in range(times)]
         return prompts, columns
+
+
+@dataclass
+class ScoredRollout:
+    """How each completion of a rollout scored. `correct` is the task's verdict (1 right, 0 wrong, NaN where
+    the row has no gold answer), computed once per completion: `train/accuracy`, curricula, diagnostics and
+    reward terms (the column `correct`) all read it, whatever the reward terms are called."""
+
+    correct: Tensor  # (N,) the task's verifier
+    total: Tensor  # (N,) weighted sum of the reward terms; NaN only where a term returned a non-finite number
+    terms: dict[str, Tensor]  # name -> (N,) raw term values, NaN where the term returned None
+    failures: dict[str, int]  # name -> completions the term raised on
+    nonfinite: int  # values that were NaN/inf numbers (a bug in a reward, not "not applicable")
+
+    def select(self, rows: list[int]) -> ScoredRollout:
+        index = torch.tensor(rows, dtype=torch.long)
+        return ScoredRollout(self.correct[index], self.total[index], {k: v[index] for k, v in self.terms.items()},
+                             dict(self.failures), int((~torch.isfinite(self.total[index])).sum()))
+
+    def to(self, device: torch.device | str) -> ScoredRollout:
+        return ScoredRollout(self.correct.to(device), self.total.to(device),
+                             {k: v.to(device) for k, v in self.terms.items()}, dict(self.failures), self.nonfinite)
+
+    @staticmethod
+    def concat(parts: list[ScoredRollout]) -> ScoredRollout:
+        failures = {k: sum(p.failures.get(k, 0) for p in parts) for k in parts[0].failures}
+        return ScoredRollout(torch.cat([p.correct for p in parts]), torch.cat([p.total for p in parts]),
+                             {k: torch.cat([p.terms[k] for p in parts]) for k in parts[0].terms}, failures,
+                             sum(p.nonfinite for p in parts))

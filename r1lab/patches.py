@@ -1,0 +1,92 @@
+"""Every process-wide workaround for Hydra and Lightning, in one place: each says why, and when it can go.
+
+Nothing else in r1lab patches a library, rewrites `sys.argv` or filters warnings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def quiet_lightning() -> None:
+    """Warnings and double printing that Lightning gives every r1lab run, though nothing is wrong.
+
+    - "Found N module(s) in eval mode": the frozen reference model is in eval mode on purpose.
+    - "Using ModelCheckpoint with manual optimization": checkpoints after the step's updates are exactly
+      what resuming needs. Both can go if Lightning adds a way to say "intended".
+    - Lightning prints its own log lines; propagating them to the root logger (Hydra's handler) would print
+      each twice. Can go if Lightning stops attaching its own handler.
+    """
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
+    logging.getLogger("lightning.pytorch").propagate = False
+
+
+def run_hydra_app(app: Callable[[], Any], argv: list[str]) -> Any:
+    """Run a `@hydra.main` app on `argv`. Hydra reads its command line from `sys.argv` and has no argument
+    for it, so the CLI (which first rewrites `eval ...` shortcuts) sets `sys.argv`. Stays while Hydra does."""
+    sys.argv = [sys.argv[0], *argv]
+    return app()
+
+
+def start_ranks_from_the_saved_config() -> None:
+    """Make Lightning start the other DDP ranks of a Hydra job from the job's saved config.
+
+    Why: Lightning restarts the original command line in every rank (with `hydra.run.dir` set). Inside a
+    multirun (`-m`) that command is the whole sweep, so each rank would launch a sweep of its own. Instead,
+    each rank runs exactly this job: `python -m r1lab -cp <run dir>/.hydra -cn config`, in the same run dir.
+    This replaces Lightning's private `_hydra_subprocess_cmd`; it can go when Lightning's subprocess
+    launcher starts ranks of a Hydra multirun job correctly by itself.
+    """
+    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+    from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
+
+    if getattr(trainer_launcher._hydra_subprocess_cmd, "r1lab", False):
+        return
+    lightnings_own = fabric_launcher._hydra_subprocess_cmd
+
+    def job_command(local_rank: int):
+        from pathlib import Path
+
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+
+        hydra = HydraConfig.get()
+        run_dir = Path(hydra.runtime.output_dir).resolve()
+        saved = run_dir / hydra.output_subdir if hydra.output_subdir else None
+        if saved is None or not (saved / "config.yaml").is_file():
+            return lightnings_own(local_rank)
+        command = [sys.executable, "-m", "r1lab", "-cp", str(saved), "-cn", "config", f"hydra.run.dir={run_dir}",
+                   "hydra.output_subdir=null", f"hydra.job.name=rank_{local_rank}"]
+        return command, get_original_cwd()
+
+    job_command.r1lab = True
+    fabric_launcher._hydra_subprocess_cmd = trainer_launcher._hydra_subprocess_cmd = job_command
+
+
+@contextmanager
+def leave_no_ranks_behind() -> Iterator[None]:
+    """Around `trainer.fit`: afterwards, drop the process group and the rank variables Lightning put into the
+    environment.
+
+    Why: in a multirun, the next job in the same process would otherwise take them for an external
+    launcher's ranks and wait for processes that have already exited. Can go when Lightning cleans up the
+    environment it sets after `fit`.
+    """
+    import torch.distributed as dist
+
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update(before)

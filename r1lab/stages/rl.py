@@ -1,0 +1,57 @@
+"""`stage=rl` (the default): reinforcement learning on a task, the RL step in r1lab/rl/module.py driven by
+Lightning."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig
+
+from r1lab.callbacks.curriculum import CurriculumUpdate
+from r1lab.checkpointing import resolve_resume
+from r1lab.header import print_run_header
+from r1lab.patches import leave_no_ranks_behind
+from r1lab.plugins import load_plugins
+from r1lab.rewards.base import RewardSet
+from r1lab.rl.collect import RolloutCollector
+from r1lab.rl.module import RLModule
+from r1lab.rl.settings import OptimSettings, ScheduleSettings
+from r1lab.rl.step_metrics import StepMetrics
+from r1lab.tasks.datamodule import PromptDataModule
+from r1lab.trainer import make_trainer
+
+
+def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | None:
+    """Build the RL run from `cfg`, fit it, and return the last value of `cfg.optimized_metric`.
+
+    `callbacks` are added to the config's (for programs that drive r1lab, e.g. benchmarks/vs_trl.py).
+    """
+    sampler = instantiate(cfg.sampler)  # cheap validation first: bad options fail before the model loads
+    loss = instantiate(cfg.loss)
+    advantage = instantiate(cfg.advantage)
+    rewards = RewardSet.from_config(cfg.reward)
+    optim, schedule = OptimSettings(**cfg.rl.optim), ScheduleSettings(**cfg.rl.schedule)
+    task = instantiate(cfg.task)
+    datamodule = PromptDataModule(task, instantiate(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
+    policy = instantiate(cfg.model)
+    pad_token_id = policy.tokenizer.pad_token_id
+    collector = RolloutCollector(rewards, task.verify, pad_token_id, dynamic_sampling=cfg.rl.dynamic_sampling.enabled,
+                                 max_draws=cfg.rl.dynamic_sampling.max_draws)
+    monitor = [cfg.get("optimized_metric")] + [c.get("monitor") for c in cfg.callbacks.values() if c is not None]
+    module = RLModule(policy, sampler, collector, advantage, loss, StepMetrics(rewards, pad_token_id, task.hard_difficulty),
+                      optim, schedule, monitor=monitor, seed=cfg.seed)
+
+    trainer = make_trainer(cfg, callbacks=[CurriculumUpdate(), *callbacks], model=policy.model,
+                           max_grad_norm=optim.max_grad_norm)
+    if trainer.is_global_zero:
+        print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source)
+    checkpoint = resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir))
+    with leave_no_ranks_behind():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+
+    value = module.last_metrics.get(cfg.get("optimized_metric") or "")
+    return None if value is None or not math.isfinite(float(value)) else float(value)
