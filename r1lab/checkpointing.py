@@ -1,11 +1,14 @@
-"""Checkpoint files are written atomically: a crash mid-write never leaves a truncated checkpoint."""
+"""Checkpoints: written atomically (a crash mid-write never leaves a truncated checkpoint), the resume path
+resolved, and the random generators captured so that a resumed run continues the same run."""
 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -34,3 +37,24 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
         raise FileNotFoundError(f"resume={resume!r}: no checkpoint at {path}; pass a .ckpt file, a run directory "
                                 "with checkpoints/last.ckpt, or resume=auto")
     return str(path)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator a run draws from (torch, CUDA, Python, NumPy), as plain ints, lists and tensors
+    so that weights-only loading accepts a checkpoint holding it."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, keys.tolist(), pos, has_gauss, cached)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what `rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

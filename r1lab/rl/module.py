@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import Tensor
 
+from r1lab.checkpointing import restore_rng_state, rng_state
 from r1lab.distributed import all_ranks_agree, local_share, prompt_seeds, rank_and_world
 from r1lab.models.policy import Policy
 from r1lab.rl.advantages import AdvantageEstimator
@@ -238,23 +237,12 @@ class RLModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # RNG states make a resumed run sample exactly what the uninterrupted run would have.
-        # Plain ints, lists and tensors only, so that weights-only loading accepts the checkpoint.
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        checkpoint["r1lab_rng"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                                   "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
-                                   "consecutive_skips": self.consecutive_skips, "rl_step": self.rl_step}
-        if torch.cuda.is_available():
-            checkpoint["r1lab_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["r1lab_rng"] = {**rng_state(), "consecutive_skips": self.consecutive_skips, "rl_step": self.rl_step}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("r1lab_rng")
         if state is None:
             return
-        torch.set_rng_state(state["torch"])
-        random.setstate(state["python"])
-        kind, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+        restore_rng_state(state)
         self.consecutive_skips = state.get("consecutive_skips", 0)
         self.rl_step = state.get("rl_step", 0)
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
