@@ -8,8 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from r1lab.choices import group_options, unknown_choice_errors
+from r1lab.errors import RunError
 from r1lab.patches import run_hydra_app
 from r1lab.plugins import load_plugins, register_search_path
+from r1lab.run_dir import ensure_writable
 
 EVAL_SHORTCUTS = {"n": "stage.n", "limit": "stage.limit", "temperature": "stage.temperature", "top_p": "stage.top_p",
                   "greedy": "stage.greedy", "max_new_tokens": "stage.max_new_tokens"}
@@ -31,6 +33,19 @@ def eval_overrides(args: Sequence[str]) -> list[str]:
     return overrides
 
 
+def run_dir_errors(argv: Sequence[str]) -> list[str]:
+    """Hydra writes into the run directory before r1lab runs: check one given on the command line first."""
+    errors = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
+            try:
+                ensure_writable(value)
+            except RunError as exc:
+                errors.append(str(exc))
+    return errors
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "list":
@@ -45,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     register_search_path()
     if argv and argv[0] == "eval":
         argv = eval_overrides(argv[1:])
-    errors = unknown_choice_errors([a for a in argv if not a.startswith("-")])
+    errors = unknown_choice_errors([a for a in argv if not a.startswith("-")]) + run_dir_errors(argv)
     if errors:
         for error in errors:
             print(f"error: {error}", file=sys.stderr)

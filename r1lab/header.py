@@ -16,9 +16,12 @@ from r1lab.plugins import PluginState
 console = Console()
 
 
-def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_source: str) -> None:
+def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_source: str,
+                     resumed: str | None = None) -> None:
     table = Table(title=f"r1lab {r1lab.__version__}", show_header=False, title_justify="left")
     table.add_row("run dir", run_dir)
+    if resumed:
+        table.add_row("resumed", resumed)
     table.add_row("model", model_source)
     table.add_row("task", f"{cfg.task.get('name', '?')} ({cfg.task._target_})")
     table.add_row("reward", ", ".join(f"{name}×{term.get('weight', 1.0)}" for name, term in cfg.reward.items() if term))

@@ -6,9 +6,12 @@ Only the CLI calls it; the library's entry for a composed config is `r1lab.stage
 import hydra
 from omegaconf import DictConfig
 
+from r1lab.errors import reported
+
 
 @hydra.main(version_base="1.3", config_path="pkg://r1lab.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from r1lab.stages import run_stage  # heavy imports after Hydra has parsed the command line
 
-    return run_stage(cfg)
+    with reported():  # bad input: one paragraph, exit status 2
+        return run_stage(cfg)

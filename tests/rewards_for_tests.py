@@ -8,3 +8,15 @@ def digit_share(prompts, completions, **columns):
 
 def not_a_number(prompts, completions, **columns):
     return [float("nan")] * len(completions)
+
+
+def one_value(prompts, completions, **columns):
+    """A broken reward: one value for the whole batch."""
+    return [1.0]
+
+
+def hangs(prompts, completions, **columns):
+    """A broken reward that never returns (in time)."""
+    import time
+
+    time.sleep(3600)

@@ -13,7 +13,7 @@ from conftest import compose_config
 from r1lab.registry import REGISTRIES
 
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
-NOT_CONSTRUCTOR_ARGS = {"weight"}  # reward terms: the RewardSet's weight, not the term's
+NOT_CONSTRUCTOR_ARGS = {"weight", "timeout_s"}  # reward terms: the RewardSet's weight and timeout, not the term's
 
 
 def group_options(group: str) -> list[str]:

@@ -17,6 +17,15 @@ class CompletionSamples(pl.Callback):
         self.every_n_steps, self.num_samples, self.filename = every_n_steps, num_samples, filename
 
     @rank_zero_only
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A resumed run drops what an interrupted run wrote past its checkpoint: it samples those steps again."""
+        path, resumed_at = Path(trainer.default_root_dir) / self.filename, getattr(pl_module, "resumed_at", None)
+        if resumed_at is not None and path.is_file():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if line.endswith("\n") and json.loads(line)["step"] < resumed_at]  # a cut-off last line goes too
+            path.write_text("".join(kept), encoding="utf-8")
+
+    @rank_zero_only
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = outputs.step  # the RL step, as on the metrics' x-axis

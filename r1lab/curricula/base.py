@@ -26,7 +26,8 @@ class Curriculum(Sampler[list[int]]):
 
     def setup(self, rows: Sequence[dict[str, Any]], batch_size: int) -> None:
         if batch_size < 1:
-            raise ValueError(f"prompts per step must be >= 1, got {batch_size}")
+            raise ValueError(f"rl.prompts_per_step must be >= 1 (prompts per RL step, each sampled "
+                             f"sampler.group_size times), got {batch_size}")
         if not rows:
             raise ValueError("the task has no prompts")
         self.rows, self.batch_size = rows, batch_size

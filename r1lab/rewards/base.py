@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -39,14 +40,21 @@ class Reward:
 
 
 class RewardSet:
-    def __init__(self, terms: Mapping[str, tuple[RewardFn, float]]):
+    """Named, weighted reward terms. `timeouts` (seconds, per term; `reward.<term>.timeout_s`) bound a term
+    that may hang: past it, the term scores None for the batch and its completions count as failures."""
+
+    def __init__(self, terms: Mapping[str, tuple[RewardFn, float]], timeouts: Mapping[str, float] | None = None):
         if not terms:
             raise ValueError("reward must name at least one term, e.g. reward=[accuracy,format]")
         self.terms = dict(terms)
+        self.timeouts = {name: float(t) for name, t in (timeouts or {}).items() if t is not None}
+        for name, seconds in self.timeouts.items():
+            if name not in self.terms or not seconds > 0:
+                raise ValueError(f"reward.{name}.timeout_s must be > 0 seconds for a reward term, got {seconds}")
 
     @classmethod
     def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> RewardSet:
-        terms = {}
+        terms, timeouts = {}, {}
         for name, term_cfg in cfg.items():
             if term_cfg is None:  # `reward.format=null` drops a term
                 continue
@@ -54,8 +62,9 @@ class RewardSet:
             if "_target_" not in options:
                 raise ValueError(f"reward term {name!r} has no _target_; each term under reward.<name> needs one")
             weight = float(options.pop("weight", 1.0))
+            timeouts[name] = options.pop("timeout_s", None)
             terms[name] = (instantiate(options), weight)
-        return cls(terms)
+        return cls(terms, timeouts)
 
     @property
     def names(self) -> list[str]:
@@ -77,7 +86,7 @@ class RewardSet:
         failures: dict[str, int] = {}
         nonfinite = 0
         for name, (fn, weight) in self.terms.items():
-            raw, failures[name] = _call_term(name, fn, prompts, completions, columns)
+            raw, failures[name] = _call_term(name, fn, prompts, completions, columns, self.timeouts.get(name))
             if len(raw) != len(completions):
                 raise ValueError(f"reward term {name!r} returned {len(raw)} values for {len(completions)} completions")
             nonfinite += sum(1 for v in raw if v is not None and not math.isfinite(float(v)))
@@ -98,9 +107,16 @@ class RewardSet:
         return metrics
 
 
-def _call_term(name: str, fn: RewardFn, prompts, completions, columns) -> tuple[list, int]:
+def _call_term(name: str, fn: RewardFn, prompts, completions, columns, timeout_s: float | None = None
+               ) -> tuple[list, int]:
     try:
-        return list(fn(prompts, completions, **columns)), 0
+        if timeout_s is None:
+            return list(fn(prompts, completions, **columns)), 0
+        return list(_within(timeout_s, fn, prompts, completions, **columns)), 0
+    except TimeoutError:
+        log.warning("reward term %r took longer than its timeout_s=%s s; its %d completions score None",
+                    name, timeout_s, len(completions))
+        return [None] * len(completions), len(completions)
     except Exception:
         log.exception("reward term %r raised on a batch; scoring its completions one at a time", name)
     scores, failed = [], 0
@@ -112,3 +128,25 @@ def _call_term(name: str, fn: RewardFn, prompts, completions, columns) -> tuple[
             log.warning("reward term %r raised on completion %d (scored None): %s: %s", name, i, type(exc).__name__, exc)
             scores.append(None)
     return scores, failed
+
+
+def _within(seconds: float, fn: RewardFn, *args: Any, **kwargs: Any) -> Sequence[float | None]:
+    """`fn(*args, **kwargs)`, or TimeoutError after `seconds`. The call runs in a daemon thread: Python cannot
+    stop a thread, so a hung term keeps running in the background (it cannot block the run or its exit);
+    a term whose work must be stopped belongs in a separate process."""
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=call, daemon=True, name="r1lab-reward")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -91,6 +91,7 @@ class RLModule(pl.LightningModule):
         self.consecutive_skips = 0
         self.seed = seed  # with the RL step, seeds each prompt's sampling (sampler.seeding=per_prompt)
         self.rl_step = 0  # RL steps done: the x-axis of every metric (optimizer steps may be more)
+        self.resumed_at: int | None = None  # the RL step a resumed run continues from; None: not resuming
         self.monitor = [name for name in monitor if name]  # metrics callbacks watch (trainer.callback_metrics)
         self.last_metrics: dict[str, float] = {}
 
@@ -236,6 +237,9 @@ class RLModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Every step up to this one is on disk before the checkpoint that skips past it exists.
+        if self.logger is not None:
+            self.logger.save()
         # RNG states make a resumed run sample exactly what the uninterrupted run would have.
         checkpoint["r1lab_rng"] = {**rng_state(), "consecutive_skips": self.consecutive_skips, "rl_step": self.rl_step}
 

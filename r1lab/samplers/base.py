@@ -15,7 +15,9 @@ class Sampler:
             raise ValueError(f"sampler.group_size must be >= 2, got {group_size}: GRPO-style advantages compare "
                              "completions within a group of the same prompt, so each group needs two or more")
         if not temperature > 0:
-            raise ValueError(f"sampler.temperature must be > 0, got {temperature}")
+            raise ValueError(f"sampler.temperature must be > 0, got {temperature}: the loss scores tokens under "
+                             "the tempered policy (logits / T), which T = 0 leaves undefined; for greedy decoding "
+                             "keep T = 1 and set sampler.top_k=1")
         if max_new_tokens < 1:
             raise ValueError(f"sampler.max_new_tokens must be >= 1, got {max_new_tokens}")
         self.group_size = int(group_size)

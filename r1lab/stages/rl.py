@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from r1lab.callbacks.curriculum import CurriculumUpdate
-from r1lab.checkpointing import resolve_resume
+from r1lab.checkpointing import checkpoint_mismatch_explained, checkpoint_step, resolve_resume
 from r1lab.header import print_run_header
 from r1lab.patches import leave_no_ranks_behind
 from r1lab.plugins import load_plugins
@@ -33,10 +33,14 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
     sampler = instantiate(cfg.sampler)  # cheap validation first: bad options fail before the model loads
     loss = instantiate(cfg.loss)
     advantage = instantiate(cfg.advantage)
-    rewards = RewardSet.from_config(cfg.reward)
+    rewards = RewardSet.from_config(cfg.get("reward") or {})  # reward=[] leaves no key at all
     optim, schedule = OptimSettings(**cfg.rl.optim), ScheduleSettings(**cfg.rl.schedule)
     task = instantiate(cfg.task)
     datamodule = PromptDataModule(task, instantiate(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
+    checkpoint = resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir))
+    # Resuming (resume=auto without a checkpoint too: a run killed before its first one) continues from this
+    # step; what an interrupted run logged from there on is dropped from view (logger, samples.jsonl).
+    resume_step = checkpoint_step(checkpoint) if checkpoint else (0 if cfg.get("resume") else None)
     policy = instantiate(cfg.model)
     pad_token_id = policy.tokenizer.pad_token_id
     collector = RolloutCollector(rewards, task.verify, pad_token_id, dynamic_sampling=cfg.rl.dynamic_sampling.enabled,
@@ -44,13 +48,14 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
     monitor = [cfg.get("optimized_metric")] + [c.get("monitor") for c in cfg.callbacks.values() if c is not None]
     module = RLModule(policy, sampler, collector, advantage, loss, StepMetrics(rewards, pad_token_id, task.hard_difficulty),
                       optim, schedule, monitor=monitor, seed=cfg.seed)
+    module.resumed_at = resume_step
 
     trainer = make_trainer(cfg, callbacks=[CurriculumUpdate(), *callbacks], model=policy.model,
-                           max_grad_norm=optim.max_grad_norm)
+                           max_grad_norm=optim.max_grad_norm, resume_step=resume_step)
     if trainer.is_global_zero:
-        print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source)
-    checkpoint = resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir))
-    with leave_no_ranks_behind():
+        print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source,
+                         resumed=f"{checkpoint} (from RL step {module.resumed_at})" if checkpoint else None)
+    with leave_no_ranks_behind(), checkpoint_mismatch_explained(checkpoint):
         trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
 
     value = module.last_metrics.get(cfg.get("optimized_metric") or "")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -14,21 +13,23 @@ from omegaconf import DictConfig
 
 from r1lab.patches import quiet_lightning
 from r1lab.plugins import load_plugins
+from r1lab.run_dir import ensure_writable, locked
 
 
 def run_stage(cfg: DictConfig) -> float | None:
-    """Load plugins, set torch threads and seeds, create the run directory, run `cfg.stage`; returns the
-    stage's metric (what a sweeper optimises)."""
+    """Load plugins, set torch threads and seeds, create the run directory (and hold its lock), run
+    `cfg.stage`; returns the stage's metric (what a sweeper optimises)."""
     quiet_lightning()
     load_plugins()
-    Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+    run_dir = ensure_writable(cfg.paths.output_dir)
     threads = torch_threads(cfg)
     if threads:
         torch.set_num_threads(threads)
     logging.getLogger("r1lab").info("torch threads: %d", torch.get_num_threads())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     stage = instantiate(cfg.stage)
-    return stage(cfg)
+    with locked(run_dir):  # one run per run directory
+        return stage(cfg)
 
 
 def torch_threads(cfg: DictConfig) -> int | None:

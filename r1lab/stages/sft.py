@@ -7,7 +7,6 @@ result is saved like an RL policy (`<run dir>/policy`, and `stage.export_dir`).
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +17,11 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, IterableDataset
 
+from r1lab.jsonl import DataFileError, read_jsonl
 from r1lab.trainer import make_trainer
 
 
-class SFTDataError(ValueError):
+class SFTDataError(DataFileError):
     pass
 
 
@@ -31,14 +31,10 @@ def jsonl_pairs(path: str, prompt_key: str = "prompt", completion_key: str = "co
     if not file.is_file():
         raise SFTDataError(f"SFT data file {str(file)!r} does not exist")
     rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            record = json.loads(line)
-            if prompt_key not in record or completion_key not in record:
-                raise SFTDataError(f"{file}:{number} needs {prompt_key!r} and {completion_key!r}, has {sorted(record)}")
-            rows.append({"prompt": record[prompt_key], "completion": record[completion_key]})
-    if not rows:
-        raise SFTDataError(f"SFT data file {file} holds no pairs")
+    for number, record in read_jsonl(file, "SFT data"):
+        if prompt_key not in record or completion_key not in record:
+            raise SFTDataError(f"{file}:{number} needs {prompt_key!r} and {completion_key!r}, has {sorted(record)}")
+        rows.append({"prompt": record[prompt_key], "completion": record[completion_key]})
     return rows
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from r1lab.jsonl import DataFileError, read_jsonl
 from r1lab.tasks.base import PromptTask
 
 
-class TaskDataError(ValueError):
+class TaskDataError(DataFileError):
     pass
 
 
@@ -30,26 +30,20 @@ class JsonlTask(PromptTask):
             raise TaskDataError(f"task {name!r}: data file {str(file)!r} does not exist (set task.path, or "
                                 "R1LAB_DATA_DIR to the folder that holds gsm8k/ and math500/)")
         pattern = re.compile(answer_regex, re.MULTILINE) if answer_regex else None
-        with file.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                for key in (question_key, answer_key, *keep_keys):
-                    if key not in record:
-                        raise TaskDataError(f"task {name!r}: {file}:{line_number} has no column {key!r} "
-                                            f"(its columns: {sorted(record)}); set task.question_key / "
-                                            "task.answer_key / task.keep_keys")
-                answer = str(record[answer_key])
-                if pattern is not None:
-                    match = pattern.search(answer)
-                    if match is None:
-                        raise TaskDataError(f"task {name!r}: {file}:{line_number}: answer_regex {answer_regex!r} "
-                                            f"finds no answer in {answer[-80:]!r}")
-                    answer = match.group(1).strip()
-                self.rows.append(self.make_row(record[question_key], answer,
-                                               **{k: record[k] for k in keep_keys}))
-                if limit is not None and len(self.rows) >= limit:
-                    break
-        if not self.rows:
-            raise TaskDataError(f"task {name!r}: {file} holds no records")
+        for line_number, record in read_jsonl(file, f"task {name!r}"):
+            for key in (question_key, answer_key, *keep_keys):
+                if key not in record:
+                    raise TaskDataError(f"task {name!r}: {file}:{line_number} has no column {key!r} "
+                                        f"(its columns: {sorted(record)}); set task.question_key / "
+                                        "task.answer_key / task.keep_keys")
+            answer = str(record[answer_key])
+            if pattern is not None:
+                match = pattern.search(answer)
+                if match is None:
+                    raise TaskDataError(f"task {name!r}: {file}:{line_number}: answer_regex {answer_regex!r} "
+                                        f"finds no answer in {answer[-80:]!r}")
+                answer = match.group(1).strip()
+            self.rows.append(self.make_row(record[question_key], answer,
+                                           **{k: record[k] for k in keep_keys}))
+            if limit is not None and len(self.rows) >= limit:
+                break

@@ -1,0 +1,59 @@
+"""The run directory: writable, and used by one run at a time."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from r1lab.errors import RunError
+
+LOCK_NAME = ".r1lab.lock"
+
+
+def ensure_writable(run_dir: str | Path) -> Path:
+    """Create `run_dir` if needed and check that files can be written there."""
+    path = Path(run_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".r1lab-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"the run directory {path} cannot be created or written ({exc.strerror or exc}); choose "
+                       "another with hydra.run.dir=... (hydra.sweep.dir=... for -m)") from None
+    return path
+
+
+def is_first_process() -> bool:
+    """True unless this is another rank of a multi-process run (which shares the run directory)."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+@contextmanager
+def locked(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run directory's lock for the run: a second run into the same directory stops at once with a
+    message, instead of interleaving checkpoints and logs. Other ranks of the same run do not take it."""
+    if not is_first_process():
+        yield
+        return
+    path = Path(run_dir) / LOCK_NAME
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunError(f"the run directory {run_dir} is in use by another r1lab run ({holder}); wait for it "
+                           "to finish, or choose another directory with hydra.run.dir=...") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
