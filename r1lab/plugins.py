@@ -31,6 +31,7 @@ CORE_MODULES = (
     "r1lab.rewards.accuracy",
     "r1lab.rewards.format",
     "r1lab.rewards.overlong",
+    "r1lab.rewards.code_exec",
     "r1lab.rl.advantages",
     "r1lab.rl.losses",
     "r1lab.samplers.hf",

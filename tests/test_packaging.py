@@ -33,7 +33,7 @@ def shipped(root: Path, prefix: str, patterns: tuple[str, ...]) -> set[str]:
 def test_the_core_wheel_holds_every_option_file_module_and_toy_model(tmp_path):
     files, log = build_wheel(REPO, tmp_path)
     assert "would be ignored" not in log, "setuptools warns that a folder is not listed in pyproject.toml"
-    wanted = (shipped(REPO / "conf", "r1lab/conf/", ("*.yaml",)) | shipped(REPO / "r1lab", "r1lab/", ("*.py",))
+    wanted = (shipped(REPO / "conf", "r1lab/conf/", ("*.yaml",)) | shipped(REPO / "r1lab", "r1lab/", ("*.py", "*.jsonl"))
               | shipped(REPO / "r1lab" / "toy", "r1lab/toy/", ("base_model/*", "control_model/*")))
     assert len(wanted) > 100
     assert sorted(wanted - files) == []

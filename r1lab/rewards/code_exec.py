@@ -1,0 +1,30 @@
+"""The code execution reward: a completion's code against its problem's unit tests, in the sandbox."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from r1lab.registry import REWARDS
+from r1lab.rewards.base import Reward
+from r1lab.sandbox import Limits
+from r1lab.tasks.code import passes_tests
+
+
+@REWARDS.register("code_exec")
+class CodeExecReward(Reward):
+    """1.0 when the completion's code (its last ```python block) passes the task's tests (the column `tests`)
+    in the sandbox, else 0.0. In a run of `task=code` that verdict is already computed once by the task and
+    passed as the column `correct`; used on its own (e.g. from TRL) the reward runs the tests itself, with
+    its own limits (`wall_s`, `cpu_s`, `memory_mb`) and `isolation`."""
+
+    def __init__(self, wall_s: float = 10.0, cpu_s: int = 5, memory_mb: int = 512, isolation: str = "auto"):
+        self.limits, self.isolation = Limits(wall_s=wall_s, cpu_s=cpu_s, memory_mb=memory_mb), isolation
+
+    def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> list[float | None]:
+        if "correct" in columns:
+            return [None if math.isnan(v) else float(v) for v in map(float, columns["correct"])]
+        if "tests" not in columns:
+            raise KeyError(f"the code_exec reward needs the task column 'tests' (task=code); the task provides "
+                           f"{sorted(columns)}")
+        return [float(passes_tests(c, t, self.limits, self.isolation)) for c, t in zip(completions, columns["tests"])]
