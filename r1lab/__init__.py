@@ -1,3 +1,5 @@
 """r1lab: an experiment platform for DeepSeek-R1 / R1-Zero style RL with verifiable rewards."""
 
 __version__ = "0.1.0"
+
+from r1lab import paths as _paths  # noqa: E402,F401 - registers the ${r1lab_data_dir:} resolver configs use

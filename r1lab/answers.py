@@ -15,6 +15,9 @@ from math_verify import parse, verify
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 PLAIN_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+# A number, then a unit: words of two letters or more after a space, or \text{...} / \mbox{...}.
+MATH_WORDS = {"pi", "sqrt", "log", "ln", "sin", "cos", "tan", "exp", "inf", "infty", "or", "and", "to"}  # not units
+NUMBER_WITH_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*(?:\\(?:text|mbox)\{[^{}]*\}|\s[a-zA-Z]{2,}[a-zA-Z .]*)$")
 TIMEOUT_S = 5
 
 
@@ -44,7 +47,17 @@ def extract_answer(completion: str) -> str | None:
 
 
 def normalize(answer: str) -> str:
-    answer = answer.strip().strip("$").strip()
+    """What graders of GSM8K and MATH strip before comparing: dollar signs, percent signs, thin spaces, a
+    final period, thousands separators, and a unit after a number ("18 dollars", "5 \\text{ cm}")."""
+    answer = answer.strip().replace("\\$", "").strip("$").strip()
+    answer = answer.replace("\\!", "").replace("\\,", "").replace("\\%", "%").strip()
+    if answer.endswith("%"):
+        answer = answer[:-1].strip()
+    if answer.endswith(".") and PLAIN_NUMBER.match(answer[:-1]):
+        answer = answer[:-1]
+    unit = NUMBER_WITH_UNIT.match(answer)
+    if unit and not MATH_WORDS & set(re.findall(r"[a-zA-Z]+", answer[unit.end(1):].lower())):
+        answer = unit.group(1)
     if THOUSANDS.match(answer):  # "1,000" is a number here, not a tuple
         answer = answer.replace(",", "")
     return answer

@@ -26,6 +26,44 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
     logging.getLogger("lightning.pytorch").propagate = False
+    quiet_deprecations()
+
+
+def quiet_deprecations() -> None:
+    """Deprecation notices that dependencies print on every run, about calls that are not the user's:
+
+    - transformers 5 renamed the `past_key_values` argument to `cache`; r1lab passes `past_key_values`, which
+      every supported transformers (>= 4.51) accepts. Can go when r1lab requires a transformers with `cache`.
+    - Lightning's own pytree helper uses `isinstance(treespec, LeafSpec)`, deprecated by torch 2.13. Can go
+      with a Lightning release that no longer does.
+    """
+    warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    generic = logging.getLogger("transformers.utils.generic")
+    if not any(isinstance(f, _DropCacheRename) for f in generic.filters):
+        generic.addFilter(_DropCacheRename())
+
+
+class _DropCacheRename(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`past_key_values`/`cache_params` are deprecated" not in record.getMessage()
+
+
+def step_progress_bar():
+    """Lightning's Rich progress bar, described by what r1lab counts: "steps (max 100)".
+
+    Why: Lightning describes the bar by epochs, and an r1lab run has one endless epoch of prompts (max_epochs
+    is -1), so it read "Epoch 0/-2". This overrides Lightning's private `_get_train_description`; it can go
+    when Lightning describes step-limited runs by steps.
+    """
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class StepProgressBar(RichProgressBar):
+        def _get_train_description(self, current_epoch: int) -> str:
+            limit = self.trainer.max_steps
+            return f"steps (max {limit})" if limit and limit > 0 else "steps"
+
+    return StepProgressBar()
 
 
 def run_hydra_app(app: Callable[[], Any], argv: list[str]) -> Any:

@@ -9,13 +9,13 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from r1lab.callbacks.preemption import Preemption
 from r1lab.checkpointing import AtomicCheckpointIO
-from r1lab.patches import start_ranks_from_the_saved_config
+from r1lab.patches import start_ranks_from_the_saved_config, step_progress_bar
 from r1lab.strategies import build_strategy, is_deepspeed
 
 
@@ -34,7 +34,7 @@ def make_trainer(cfg: DictConfig, callbacks: list[Callback], model: torch.nn.Mod
     callbacks = callbacks + [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     callbacks.append(Preemption(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"))
     if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(RichProgressBar())  # trainer.enable_progress_bar=false turns it off
+        callbacks.append(step_progress_bar())  # trainer.enable_progress_bar=false turns it off
     trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k != "strategy"])
     strategy = build_strategy(cfg.trainer.get("strategy"), model, max_grad_norm)
     start_ranks_from_the_saved_config()

@@ -128,3 +128,25 @@ def test_reward_set_from_config_pops_weights_and_drops_null_terms():
     assert rewards.names == ["accuracy"] and rewards.terms["accuracy"][1] == 2.0
     with pytest.raises(ValueError, match="at least one term"):
         RewardSet.from_config({"format": None})
+
+
+@pytest.mark.parametrize(("gold", "predicted", "same"), [
+    ("50", "50\\%", True), ("50", "50%", True), ("18", "18 dollars", True), ("18", "\\$18", True),
+    ("18", "$18.00", True), ("1000", "1,000", True), ("1000", "1\\,000", True), ("5", "5 \\text{ cm}", True),
+    ("18", "18.", True), ("-7", "-7 degrees", True),
+    ("18", "19 dollars", False), ("18", "18 or 19", False), ("3", "3x", False), ("2", "2 pi", False),
+])
+def test_units_percent_signs_and_separators_are_normalised_as_graders_do(gold, predicted, same):
+    assert answers_match(gold, predicted) is same
+
+
+def test_a_question_that_ends_in_punctuation_keeps_only_its_own(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps({"question": q, "answer": "#### 1"}) for q in
+                              ["How many are left?", "Compute 3+4.", "Add 1 and 2", "Wow!  "]) + "\n")
+    task = JsonlTask(str(path), answer_regex=r"####\s*(.+?)\s*$", prompt_template="User: {question}. Assistant:")
+    assert [row["prompt"] for row in task.rows] == [
+        "User: How many are left? Assistant:", "User: Compute 3+4. Assistant:", "User: Add 1 and 2. Assistant:",
+        "User: Wow! Assistant:"]
+    braces = JsonlTask(str(path), answer_regex=r"####\s*(.+?)\s*$", prompt_template="{{x}} {question}", limit=1)
+    assert braces.rows[0]["prompt"] == "{x} How many are left?"  # "{{" in a template stands for "{"

@@ -20,8 +20,9 @@ SIGNAL = ["+reward.digits._target_=rewards_for_tests.digit_share", "+reward.digi
 
 def test_r1_zero_runs_from_the_command_line_and_logs_every_required_tag(tmp_path):
     run_dir = tmp_path / "run"
-    run_cli(["+experiment=r1_zero", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
-             "rl.prompts_per_step=4", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    result = run_cli(["+experiment=r1_zero", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
+                      "rl.prompts_per_step=4", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert "deprecated" not in result.stdout + result.stderr  # dependencies' notices are not shown every run
     scalars = read_scalars(run_dir)
     for tag in REQUIRED_TAGS:
         assert [step for step, _ in scalars[tag]] == [0, 1], tag
@@ -119,3 +120,14 @@ def test_command_line_errors_are_readable(tmp_path):
     assert "unknown advantage option 'grpp'. Did you mean 'grpo'? Available: dr_grpo, grpo, reinforce_pp, rloo." in result.stderr
     result = run_cli(["-m", "reward=[accuracy],[accuracy,formt]"], cwd=tmp_path, check=False)
     assert result.returncode == 2 and "unknown reward option 'formt'" in result.stderr
+
+
+def test_the_progress_bar_counts_steps_not_epochs():
+    import lightning.pytorch as pl
+
+    from r1lab.patches import step_progress_bar
+
+    bar = step_progress_bar()
+    trainer = pl.Trainer(max_steps=7, callbacks=[bar], logger=False, enable_checkpointing=False)
+    bar.setup(trainer, None, stage="fit")  # what fit does first
+    assert bar._get_train_description(0) == "steps (max 7)"  # was "Epoch 0/-2"

@@ -23,8 +23,17 @@ class PromptTask:
         self.rows: list[dict[str, Any]] = []
 
     def make_row(self, question: str, answer: str, **extra: Any) -> dict[str, Any]:
-        return {"index": len(self.rows), "prompt": self.prompt_template.format(question=question),
-                "question": question, "answer": answer, **extra}
+        return {"index": len(self.rows), "prompt": self.prompt_for(question), "question": question,
+                "answer": answer, **extra}
+
+    def prompt_for(self, question: str) -> str:
+        """The template around the question; a question that ends in punctuation keeps only its own
+        ("What is 2+2?" in "User: {question}. Assistant:" gives "...2+2? Assistant:", not "?.")."""
+        before, after = (part.format() for part in self.prompt_template.split("{question}", 1))  # "{{" → "{"
+        question = question.strip()
+        if question[-1:] in ".?!" and after[:1] in ".?!":
+            after = after[1:]
+        return before + question + after
 
     def verify(self, completions: Sequence[str], columns: Mapping[str, Sequence[Any]]) -> list[float]:
         """Correctness of each completion: 1.0 right, 0.0 wrong, NaN where its row has no gold answer.

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from r1lab.jsonl import DataFileError, read_jsonl
+from r1lab.paths import where_data_is_looked_for
 from r1lab.tasks.base import PromptTask
 
 
@@ -27,8 +28,9 @@ class JsonlTask(PromptTask):
         self.name = name
         file = Path(path).expanduser()
         if not file.is_file():
-            raise TaskDataError(f"task {name!r}: data file {str(file)!r} does not exist (set task.path, or "
-                                "R1LAB_DATA_DIR to the folder that holds gsm8k/ and math500/)")
+            raise TaskDataError(f"task {name!r}: data file {str(file)!r} does not exist; set task.path, or "
+                                f"R1LAB_DATA_DIR to the folder that holds gsm8k/ and math500/ (looked at: "
+                                f"{where_data_is_looked_for()})")
         pattern = re.compile(answer_regex, re.MULTILINE) if answer_regex else None
         for line_number, record in read_jsonl(file, f"task {name!r}"):
             for key in (question_key, answer_key, *keep_keys):
