@@ -21,7 +21,7 @@ INPUT_ERRORS = (ValueError, KeyError, OSError, ImportError)
 
 
 class RunError(RuntimeError):
-    """Something stopped a run for a reason the user can act on (e.g. a run directory in use)."""
+    """Something stopped a run for a reason the user can act on (a run directory in use, a diverged run)."""
 
 
 def user_message(exc: BaseException) -> str | None:
@@ -30,7 +30,7 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
         full_key = str(exc).rsplit("full_key:", 1)[-1].strip() if "full_key:" in str(exc) else ""
         where, exc = (f" (building {full_key})" if full_key else ""), exc.__cause__
-    if not isinstance(exc, (*INPUT_ERRORS, RunError)) and type(exc).__name__ != "DivergedError":
+    if not isinstance(exc, (*INPUT_ERRORS, RunError)):
         return None
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from r1lab.checkpointing import restore_rng_state, rng_state
+from r1lab.errors import RunError
 from r1lab.distributed import all_ranks_agree, local_share, prompt_seeds, rank_and_world
 from r1lab.models.policy import Policy
 from r1lab.rl.advantages import AdvantageEstimator
@@ -37,8 +38,8 @@ from r1lab.strategies import full_parameters, is_deepspeed, is_fsdp
 log = logging.getLogger("r1lab")
 
 
-class DivergedError(RuntimeError):
-    pass
+class DivergedError(RunError):
+    """Too many RL steps in a row had non-finite rewards or loss."""
 
 
 @dataclass(frozen=True)
