@@ -95,13 +95,15 @@ def start_ranks_from_the_saved_config() -> None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.utils import get_original_cwd
 
+        from r1lab.run_dir import process_log_name
+
         hydra = HydraConfig.get()
         run_dir = Path(hydra.runtime.output_dir).resolve()
         saved = run_dir / hydra.output_subdir if hydra.output_subdir else None
         if saved is None or not (saved / "config.yaml").is_file():
             return lightnings_own(local_rank)
         command = [sys.executable, "-m", "r1lab", "-cp", str(saved), "-cn", "config", f"hydra.run.dir={run_dir}",
-                   "hydra.output_subdir=null", f"hydra.job.name=rank_{local_rank}"]
+                   "hydra.output_subdir=null", f"hydra.job.name={process_log_name(local_rank)}"]
         return command, get_original_cwd()
 
     job_command.r1lab = True

@@ -1,4 +1,6 @@
-"""The run directory: writable, and used by one run at a time."""
+"""The run directory: writable, used by one run at a time, each process of the run logging to its own file
+(`${r1lab_log_name:}` names it: r1lab.log for the first process, rank_<r>.log or node_<n>_rank_<r>.log for
+the others, which share the directory)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from r1lab.errors import RunError
 
@@ -31,6 +35,23 @@ def ensure_writable(run_dir: str | Path) -> Path:
 def is_first_process() -> bool:
     """True unless this is another rank of a multi-process run (which shares the run directory)."""
     return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def process_log_name(local_rank: int | None = None) -> str:
+    """The name of this process's log in the run directory (Hydra's job name): `r1lab` for the first process;
+    another rank: its global rank where the launcher says it (RANK: torchrun, SLURM_PROCID: srun), else its
+    node and local rank (Lightning's NODE_RANK and LOCAL_RANK; `local_rank` for a rank about to be started)."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if name in os.environ and local_rank is None:
+            return "r1lab" if os.environ[name] == "0" else f"rank_{os.environ[name]}"
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
+    local = str(local_rank) if local_rank is not None else os.environ.get("LOCAL_RANK", "0")
+    if node == "0":
+        return "r1lab" if local == "0" else f"rank_{local}"
+    return f"node_{node}_rank_{local}"
+
+
+OmegaConf.register_new_resolver("r1lab_log_name", process_log_name, replace=True)
 
 
 @contextmanager

@@ -8,12 +8,22 @@ DeepSpeed gets r1lab's gradient clipping, and a missing package gives an install
 from __future__ import annotations
 
 import importlib.util
+import os
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.seed import reset_seed
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy
 from omegaconf import DictConfig, OmegaConf
+
+# Checked, not assumed: tests/test_engines.py wraps a module in torch's FSDP on a CPU process group and expects
+# this refusal, so the test fails (and this can go) on the day torch accepts CPU devices.
+FSDP_ON_CPU = ("trainer=fsdp cannot run on CPU processes: Lightning's FSDPStrategy requires a GPU accelerator, and "
+               "below it torch's FullyShardedDataParallel refuses CPU devices ('FSDP needs a non-CPU accelerator "
+               "device'). On CPUs, shard with trainer=deepspeed_zero3 (or deepspeed_zero2) trainer.accelerator=cpu, "
+               "or replicate with trainer=ddp trainer.accelerator=cpu")
 
 INSTALL_HINTS = {
     "deepspeed": "pip install 'r1lab[deepspeed]' (DeepSpeed compiles its C++ ops on first use, which takes minutes)",
@@ -25,8 +35,10 @@ def require(package: str, feature: str) -> None:
         raise ImportError(f"{feature} needs the {package} package, which is not installed: {INSTALL_HINTS[package]}")
 
 
-def build_strategy(spec: Any, model: torch.nn.Module | None = None, max_grad_norm: float | None = None) -> Any:
-    """`trainer.strategy` → what `lightning.Trainer(strategy=...)` takes."""
+def build_strategy(spec: Any, model: torch.nn.Module | None = None, max_grad_norm: float | None = None,
+                   accelerator: str | None = None) -> Any:
+    """`trainer.strategy` → what `lightning.Trainer(strategy=...)` takes. DeepSpeed with
+    `trainer.accelerator=cpu` gets `CPUDeepSpeedStrategy` (Lightning's own refuses anything but CUDA)."""
     if spec is None or isinstance(spec, str):
         if isinstance(spec, str) and spec.startswith("deepspeed"):
             require("deepspeed", f"trainer.strategy={spec}")
@@ -37,10 +49,40 @@ def build_strategy(spec: Any, model: torch.nn.Module | None = None, max_grad_nor
         require("deepspeed", "trainer.strategy=DeepSpeedStrategy (trainer=deepspeed_zero2/3)")
     if "FSDP" in target and spec.get("auto_wrap_policy") == "decoder_layers":
         spec["auto_wrap_policy"] = decoder_layer_classes(model) if model is not None else None
+    if "FSDP" in target and accelerator == "cpu":
+        raise ValueError(FSDP_ON_CPU)
+    if "DeepSpeed" in target and accelerator == "cpu":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before DeepSpeed is imported; ranks inherit it
+        spec["_target_"] = f"{__name__}.CPUDeepSpeedStrategy"
     strategy = instantiate(spec)
     if "DeepSpeed" in target and max_grad_norm:
         strategy.config.setdefault("gradient_clipping", float(max_grad_norm))  # DeepSpeed clips inside its step
     return strategy
+
+
+class CPUDeepSpeedStrategy(DeepSpeedStrategy):
+    """Lightning's DeepSpeed strategy on CPU processes (DeepSpeed's CPU accelerator, gloo between ranks).
+    Lightning assumes CUDA in three places, the only things changed here: `setup_environment` (the accelerator
+    must be CUDA), `setup_distributed` (device indices must equal local ranks) and the `device_rank` it hands
+    `deepspeed.initialize` (the root device's index, None for a plain CPU device): the root device here is
+    `cpu:<local rank>`, the same memory as `cpu`. Slow, but it runs ZeRO-2/3's sharding, gathering and
+    checkpoint code on a laptop."""
+
+    @property
+    def root_device(self) -> torch.device:
+        return torch.device("cpu", self.local_rank)
+
+    def setup_environment(self) -> None:
+        if os.environ.get("DS_ACCELERATOR") != "cpu":
+            raise RuntimeError("DeepSpeed on trainer.accelerator=cpu needs DS_ACCELERATOR=cpu set before DeepSpeed "
+                               "is imported (r1lab sets it when it builds the strategy; something imported "
+                               "DeepSpeed earlier with another accelerator)")
+        DDPStrategy.setup_environment(self)  # skips DeepSpeedStrategy's CUDA-only check, nothing else
+
+    def setup_distributed(self) -> None:
+        reset_seed()  # DeepSpeedStrategy.setup_distributed without the device-index check
+        self.set_world_ranks()
+        self._init_deepspeed_distributed()
 
 
 def decoder_layer_classes(model: torch.nn.Module) -> set[type]:
@@ -56,11 +98,11 @@ def decoder_layer_classes(model: torch.nn.Module) -> set[type]:
 def is_deepspeed(strategy: Any) -> bool:
     if isinstance(strategy, str):
         return strategy.startswith("deepspeed")
-    return type(strategy).__name__ == "DeepSpeedStrategy"
+    return isinstance(strategy, DeepSpeedStrategy)
 
 
 def is_fsdp(strategy: Any) -> bool:
-    return type(strategy).__name__ == "FSDPStrategy"
+    return isinstance(strategy, FSDPStrategy)
 
 
 def deepspeed_stage(strategy: Any) -> int:
@@ -69,8 +111,8 @@ def deepspeed_stage(strategy: Any) -> int:
 
 @contextmanager
 def full_parameters(strategy: Any, model: torch.nn.Module):
-    """Generation under ZeRO-3 would gather every layer's weights once per token: gather them once for the
-    whole rollout instead (each rank then holds the full model while sampling). Other strategies: as is."""
+    """Under ZeRO-3, every rank holds `model`'s whole weights inside this block (they are gathered on entry
+    and partitioned again on exit; every rank must enter). Other strategies: as is."""
     if deepspeed_stage(strategy) == 3:
         import deepspeed
 
@@ -78,6 +120,28 @@ def full_parameters(strategy: Any, model: torch.nn.Module):
             yield
     else:
         yield
+
+
+@contextmanager
+def generation_parameters(strategy: Any, model: torch.nn.Module):
+    """Generation under ZeRO-3 would gather every layer's weights once per token: gather them once for the
+    whole rollout instead, and take DeepSpeed's forward hooks off meanwhile. The hooks fetch and prefetch
+    weights with collectives, and ranks decode different numbers of tokens (each stops when its own rows
+    end), so with the hooks on, one rank's prefetch meets another's metric all-reduce and gloo aborts
+    ("collective mismatch"). DeepSpeed's own `unwrap_model_for_generation` does the same for a whole engine."""
+    if deepspeed_stage(strategy) != 3:
+        yield
+        return
+    engine = strategy.deepspeed_engine
+    offload = getattr(engine.optimizer, "parameter_offload", engine.optimizer)
+    with full_parameters(strategy, model):
+        for hook in [*offload.forward_hooks, *offload.backward_hooks]:
+            hook.remove()
+        offload.forward_hooks, offload.backward_hooks = [], []
+        try:
+            yield
+        finally:
+            offload._register_deepspeed_module(offload.module)
 
 
 def sharded_parameters(model: torch.nn.Module) -> bool:

@@ -36,7 +36,7 @@ def make_trainer(cfg: DictConfig, callbacks: list[Callback], model: torch.nn.Mod
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(step_progress_bar())  # trainer.enable_progress_bar=false turns it off
     trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k != "strategy"])
-    strategy = build_strategy(cfg.trainer.get("strategy"), model, max_grad_norm)
+    strategy = build_strategy(cfg.trainer.get("strategy"), model, max_grad_norm, cfg.trainer.get("accelerator"))
     start_ranks_from_the_saved_config()
     # DeepSpeed writes its own (sharded) checkpoint folders; the others go through r1lab's atomic writer.
     plugins = [] if is_deepspeed(strategy) else [AtomicCheckpointIO()]

@@ -8,6 +8,7 @@ from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before
                                mixes_languages)
 from r1lab.language import make_identifier
 from r1lab.models import load_policy
+from r1lab.samplers.hf import HFSampler
 from r1lab.tasks.base import PromptTask
 from r1lab.testing import FAST, read_scalars, run_cli
 from r1lab.toy.corpus import QA_TEMPLATE, column_trace, random_digit_guess
@@ -71,9 +72,11 @@ def test_the_ablation_shows_real_verification_pays_on_the_toy_model():
         # A ritual: the check restates the first guess and changes nothing.
         ritual.append(f"{guess} Wait, let me verify: {guess} so {guess}</think><answer>{guess}</answer>")
     verify, columns = PromptTask().verify, {"answer": answers}
-    gain, count = verify_gain(toy.model, toy.tokenizer, verify, prompts, real, verify(real, columns), columns)
+    sampler = HFSampler(group_size=4)  # the run's sampler; the ablation makes a greedy variant of it
+    gain, count = verify_gain(toy.model, toy.tokenizer, sampler, verify, prompts, real, verify(real, columns), columns)
     assert count == 24 and gain > 0.5
-    ritual_gain, _ = verify_gain(toy.model, toy.tokenizer, verify, prompts, ritual, verify(ritual, columns), columns)
+    ritual_gain, _ = verify_gain(toy.model, toy.tokenizer, sampler, verify, prompts, ritual, verify(ritual, columns),
+                                 columns)
     assert abs(ritual_gain) < 0.2
 
 

@@ -14,31 +14,32 @@ from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before
                                mixes_languages)
 from r1lab.language import make_identifier
 from r1lab.rl.collect import Verifier
-from r1lab.samplers.hf import HFSampler
+from r1lab.rollout import PromptBatch
+from r1lab.samplers.base import GREEDY, Sampler
 from r1lab.strategies import shards_parameters
 
 
-def verify_gain(model, tokenizer, verify: Verifier, prompts: list[str], completions: list[str],
+def verify_gain(model, tokenizer, sampler: Sampler, verify: Verifier, prompts: list[str], completions: list[str],
                 correct: Sequence[float], columns: Mapping[str, Sequence[Any]], max_new_tokens: int = 24
                 ) -> tuple[float, int] | None:
     """Ablation: cut verifying completions at the self-check phrase, let the policy answer directly
-    (greedily, after "</think><answer>"), and judge again with the task's verifier. `correct` is the verdict
-    on the completions as they are. Returns (accuracy with − without verification, count)."""
+    (greedily, with the run's own sampler, after "</think><answer>"), and judge again with the task's verifier.
+    `correct` is the verdict on the completions as they are. Returns (accuracy with − without verification,
+    count)."""
     rows = [i for i, c in enumerate(completions) if cut_before_check(c) is not None]
     if not rows:
         return None
     prefixes = [cut_before_check(completions[i]) + "</think><answer>" for i in rows]
-    encoded = tokenizer([prompts[i] + prefix for i, prefix in zip(rows, prefixes)], return_tensors="pt",
-                        padding=True, add_special_tokens=False).to(model.device)
-    greedy = HFSampler(temperature=1.0, top_k=1, max_new_tokens=max_new_tokens, record_logprobs=False)
+    picked = {key: [values[i] for i in rows] for key, values in columns.items()}
+    greedy = sampler.with_settings(group_size=1, max_new_tokens=max_new_tokens, record_logprobs=False, **GREEDY)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        sequences, _ = greedy.generate(model, tokenizer, encoded)
+        answered = greedy.rollout(model, tokenizer, PromptBatch([prompts[i] + prefix for i, prefix in zip(rows, prefixes)],
+                                                                picked, rows))
     model.train(was_training)
-    direct = [prefix + tokenizer.decode(ids, skip_special_tokens=True)
-              for prefix, ids in zip(prefixes, sequences[:, encoded["input_ids"].shape[1]:])]
-    without = verify(direct, {key: [values[i] for i in rows] for key, values in columns.items()})
+    direct = [prefix + completion for prefix, completion in zip(prefixes, answered.completions)]
+    without = verify(direct, picked)
     return (sum(correct[i] for i in rows) - sum(without)) / len(rows), len(rows)
 
 
@@ -76,7 +77,8 @@ class Diagnostics(pl.Callback):
         if (self.ablation_every and step % self.ablation_every == 0 and "answer" in rollout.columns
                 and not shards_parameters(trainer.strategy)):
             k = self.ablation_samples
-            gain = verify_gain(pl_module.policy, pl_module.tokenizer, pl_module.collector.verify, rollout.prompts[:k],
+            gain = verify_gain(pl_module.policy, pl_module.tokenizer, pl_module.sampler, pl_module.collector.verify,
+                               rollout.prompts[:k],
                                completions[:k], correct[:k], {key: v[:k] for key, v in rollout.columns.items()})
             if gain is not None:
                 diag["diag/verify_gain"] = gain[0]

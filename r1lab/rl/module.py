@@ -32,7 +32,7 @@ from r1lab.rl.settings import OptimSettings, ScheduleSettings
 from r1lab.rl.step_metrics import StepMetrics, peak_memory_gb
 from r1lab.rollout import PromptBatch, Rollout, ScoredRollout
 from r1lab.samplers.base import Sampler
-from r1lab.strategies import full_parameters, is_deepspeed, is_fsdp
+from r1lab.strategies import generation_parameters, is_deepspeed, is_fsdp
 
 
 log = logging.getLogger("r1lab")
@@ -156,7 +156,7 @@ class RLModule(pl.LightningModule):
         return self.local_part(self.trainer.datamodule.extra_batch(draw), draw=draw)
 
     def sample(self, batch: PromptBatch) -> Rollout:
-        with full_parameters(self.strategy, self.policy):  # ZeRO-3: gather the weights once, not per token
+        with generation_parameters(self.strategy, self.policy):  # ZeRO-3: gather once, not per token
             return self.sampler.rollout(self.policy, self.tokenizer, batch)
 
     def update(self, minibatch: Rollout) -> dict[str, float]:

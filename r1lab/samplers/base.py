@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from transformers import PreTrainedModel
 
 from r1lab.rollout import PromptBatch, Rollout
+
+
+# Greedy decoding in `with_settings` terms: T = 1 keeps the log-probs defined, top-k = 1 takes the argmax.
+GREEDY = {"temperature": 1.0, "top_p": 1.0, "top_k": 1}
 
 
 class Sampler:
@@ -14,12 +21,7 @@ class Sampler:
         if group_size < 2:
             raise ValueError(f"sampler.group_size must be >= 2, got {group_size}: GRPO-style advantages compare "
                              "completions within a group of the same prompt, so each group needs two or more")
-        if not temperature > 0:
-            raise ValueError(f"sampler.temperature must be > 0, got {temperature}: the loss scores tokens under "
-                             "the tempered policy (logits / T), which T = 0 leaves undefined; for greedy decoding "
-                             "keep T = 1 and set sampler.top_k=1")
-        if max_new_tokens < 1:
-            raise ValueError(f"sampler.max_new_tokens must be >= 1, got {max_new_tokens}")
+        check_decoding(temperature=temperature, max_new_tokens=max_new_tokens)
         self.group_size = int(group_size)
         self.temperature = float(temperature)
         self.max_new_tokens = int(max_new_tokens)
@@ -33,6 +35,42 @@ class Sampler:
 
     def policy_updated(self) -> None:
         """Called after every optimizer step: a sampler holding a copy of the weights must refresh it."""
+
+    def with_settings(self, **settings: Any) -> Sampler:
+        """This sampler with other decoding settings, for the stages that sample outside the RL step (evaluation,
+        rejection sampling, the diagnostics' ablation): the same engine (vLLM's stays loaded, MCTS keeps its
+        search), other `group_size`, `temperature`, `top_p`, `top_k`, `max_new_tokens` or `record_logprobs`.
+        Outside the RL step a group may have one member (`group_size=1`: greedy answers, pass@1 with n = 1).
+        A setting the sampler does not have is an error that names the ones it has."""
+        # record_logprobs is a saving, not a setting: a sampler without it (vLLM always reports them) ignores it
+        settings = {k: v for k, v in settings.items() if k != "record_logprobs" or hasattr(self, k)}
+        unknown = sorted(k for k in settings if not hasattr(self, k))
+        if unknown:
+            known = sorted(k for k in ("group_size", "temperature", "top_p", "top_k", "max_new_tokens",
+                                       "record_logprobs") if hasattr(self, k))
+            raise ValueError(f"{type(self).__name__} has no setting {', '.join(unknown)}; it has {', '.join(known)}")
+        if settings.get("group_size", 1) < 1:
+            raise ValueError(f"group_size must be >= 1 to sample, got {settings['group_size']}")
+        check_decoding(**{k: v for k, v in settings.items() if k in ("temperature", "top_p", "max_new_tokens")})
+        variant = copy.copy(self)  # shallow: engines and caches stay shared with this sampler
+        for key, value in settings.items():
+            setattr(variant, key, value)
+        variant.settings_changed()
+        return variant
+
+    def settings_changed(self) -> None:
+        """Hook for a sampler whose parts hold settings of their own (MCTS's step sampler)."""
+
+
+def check_decoding(temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 1) -> None:
+    if not temperature > 0:
+        raise ValueError(f"sampler.temperature must be > 0, got {temperature}: the loss scores tokens under "
+                         "the tempered policy (logits / T), which T = 0 leaves undefined; for greedy decoding "
+                         "keep T = 1 and set sampler.top_k=1")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"sampler.top_p must be in (0, 1], got {top_p}")
+    if max_new_tokens < 1:
+        raise ValueError(f"sampler.max_new_tokens must be >= 1, got {max_new_tokens}")
 
 
 def rollout_from_texts(tokenizer, prompts: list[str], completions: list[str], finished: list[bool], group_size: int,

@@ -8,10 +8,11 @@ import torch
 from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
+from r1lab.distributed import rank_and_world
 from r1lab.registry import SAMPLERS
 from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers import lean_decode
-from r1lab.samplers.base import Sampler
+from r1lab.samplers.base import Sampler, check_decoding
 from r1lab.strategies import sharded_parameters
 
 ENGINES = ("auto", "lean", "generate")
@@ -72,8 +73,7 @@ class HFSampler(Sampler):
                  max_new_tokens: int = 256, record_logprobs: bool = True, engine: str = "auto",
                  seeding: str = "global"):
         super().__init__(group_size, temperature, max_new_tokens)
-        if not 0 < top_p <= 1:
-            raise ValueError(f"sampler.top_p must be in (0, 1], got {top_p}")
+        check_decoding(top_p=top_p)
         if engine not in ENGINES:
             raise ValueError(f"sampler.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         if seeding not in SEEDINGS:
@@ -146,6 +146,9 @@ class HFSampler(Sampler):
             **encoded, do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
             max_new_tokens=max_new_tokens, eos_token_id=stops if stop_ids else tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([recorder] if recorder else []),
+            # FSDP units gather their weights with collectives in every forward: a rank whose rows all ended
+            # keeps stepping until every rank's have, or the others would wait on it forever.
+            synced_gpus=sharded_parameters(model) and rank_and_world()[1] > 1,
         )
         width = sequences.shape[1] - encoded["input_ids"].shape[1]
         return sequences, recorder.finish(sequences, width) if recorder else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,14 @@ INSTALL_HINT = ("sampler=vllm needs vLLM, which is not installed: pip install 'r
 
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
+
+
+@dataclass
+class EngineSlot:
+    """The engine and what it holds: the weights it was last given and the folder it started from."""
+    llm: Any = None
+    weights_current: bool = False
+    model_dir: tempfile.TemporaryDirectory | None = None
 
 
 @SAMPLERS.register("vllm")
@@ -53,12 +62,10 @@ class VLLMSampler(Sampler):
                                 max_model_len=max_model_len, enable_sleep_mode=sleep, dtype=dtype,
                                 enforce_eager=enforce_eager)
         self.sleep = sleep
-        self.llm: Any = None
-        self.weights_current = False
-        self._model_dir: tempfile.TemporaryDirectory | None = None
+        self.slot = EngineSlot()  # shared with the variants `with_settings` makes: one engine per process
 
     def policy_updated(self) -> None:
-        self.weights_current = False
+        self.slot.weights_current = False
 
     @torch.no_grad()
     def rollout(self, model, tokenizer, batch: PromptBatch) -> Rollout:
@@ -68,7 +75,7 @@ class VLLMSampler(Sampler):
             raise ValueError("sampler=vllm cannot read FSDP-sharded weights inside the RL step; use trainer=ddp, "
                              "deepspeed_zero2 or deepspeed_zero3 with it")
         llm = self.engine(model)
-        if not self.weights_current:
+        if not self.slot.weights_current:
             self.push_weights(model)
         if self.sleep:
             llm.wake_up(tags=["kv_cache"])
@@ -81,37 +88,37 @@ class VLLMSampler(Sampler):
                                use_tqdm=False)
         if self.sleep:  # level 2 drops the weights too: the next rollout pushes the updated ones anyway
             llm.sleep(level=2)
-            self.weights_current = False
+            self.slot.weights_current = False
         return rollout_from_vllm(outputs, tokenizer, batch, self.group_size, device=model.device)
 
     def engine(self, model) -> Any:
-        if self.llm is None:
+        if self.slot.llm is None:
             from vllm import LLM
 
             rank, _ = rank_and_world()
-            self.llm = LLM(model=self.weights_folder(model), skip_tokenizer_init=True, seed=rank,
+            self.slot.llm = LLM(model=self.weights_folder(model), skip_tokenizer_init=True, seed=rank,
                            distributed_executor_backend="external_launcher",  # in this process, this rank's GPU
                            logprobs_mode="processed_logprobs",  # log-probs after temperature: what the loss scores
                            **self.engine_args)
-            self.weights_current = False
-        return self.llm
+            self.slot.weights_current = False
+        return self.slot.llm
 
     def weights_folder(self, model) -> str:
         """vLLM starts from a model folder: the policy's own, or the policy saved once to a temporary one."""
         source = Path(str(getattr(model.config, "_name_or_path", "") or ""))
         if (source / "config.json").is_file():
             return str(source)
-        self._model_dir = tempfile.TemporaryDirectory(prefix="r1lab-vllm-")
-        model.save_pretrained(self._model_dir.name)
-        return self._model_dir.name
+        self.slot.model_dir = tempfile.TemporaryDirectory(prefix="r1lab-vllm-")
+        model.save_pretrained(self.slot.model_dir.name)
+        return self.slot.model_dir.name
 
     def push_weights(self, model) -> None:
         if self.sleep:
-            self.llm.wake_up(tags=["weights"])
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+            self.slot.llm.wake_up(tags=["weights"])
+        runner = self.slot.llm.llm_engine.model_executor.driver_worker.model_runner.model
         runner.load_weights((name, tensor.detach()) for name, tensor in model.state_dict().items())
-        self.llm.reset_prefix_cache()
-        self.weights_current = True
+        self.slot.llm.reset_prefix_cache()
+        self.slot.weights_current = True
 
 
 def rollout_from_vllm(outputs: Sequence[Any], tokenizer, batch: PromptBatch, group_size: int, device=None) -> Rollout:

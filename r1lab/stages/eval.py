@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from r1lab.answers import answers_match, extract_answer
 from r1lab.rollout import PromptBatch
-from r1lab.samplers.hf import HFSampler
+from r1lab.samplers.base import GREEDY
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -93,9 +93,10 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
     model, tokenizer = policy.model.eval(), policy.tokenizer
     rows = [task[i] for i in range(len(task) if limit is None else min(limit, len(task)))]
     max_new_tokens = max_new_tokens or cfg.sampler.max_new_tokens
-    sampler = HFSampler(group_size=max(n, 2), temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                        record_logprobs=False)
-    argmax = HFSampler(group_size=2, temperature=1.0, top_k=1, max_new_tokens=max_new_tokens, record_logprobs=False)
+    configured = instantiate(cfg.sampler)  # sampler=vllm evaluates with vLLM, sampler=mcts with the search
+    sampler = configured.with_settings(group_size=n, temperature=temperature, top_p=top_p,
+                                       max_new_tokens=max_new_tokens, record_logprobs=False)
+    argmax = configured.with_settings(group_size=1, max_new_tokens=max_new_tokens, record_logprobs=False, **GREEDY)
     correct, completions, greedy_correct = [], [], []
     with torch.no_grad():
         for start in range(0, len(rows), prompts_per_batch):
@@ -103,14 +104,12 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
             batch = PromptBatch.collate(chunk)
             rollout = sampler.rollout(model, tokenizer, batch)
             scores = task.verify(rollout.completions, rollout.columns)
-            group = sampler.group_size
             for i in range(len(chunk)):
-                correct.append(scores[i * group:i * group + n])
-                completions.append(rollout.completions[i * group:i * group + n])
+                correct.append(scores[i * n:(i + 1) * n])
+                completions.append(rollout.completions[i * n:(i + 1) * n])
             if greedy:
                 greedy_rollout = argmax.rollout(model, tokenizer, batch)
-                greedy_scores = task.verify(greedy_rollout.completions, greedy_rollout.columns)
-                greedy_correct += greedy_scores[::2]
+                greedy_correct += task.verify(greedy_rollout.completions, greedy_rollout.columns)
     if any(math.isnan(v) for row in correct for v in row):
         raise ValueError(f"task {task.name!r} has problems without a gold answer (column 'answer'); evaluation "
                          "needs one for every problem")
@@ -121,7 +120,8 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
                                [greedy_correct[i] for i in idx] if greedy else None)
                for name, idx in slices.items() if idx}
     out = Path(cfg.paths.output_dir)
-    report = {"model": str(policy.source), "task": task.name, "n": n, "temperature": temperature, "top_p": top_p,
+    report = {"model": str(policy.source), "task": task.name, "sampler": type(configured).__name__, "n": n,
+              "temperature": temperature, "top_p": top_p,
               "max_new_tokens": max_new_tokens, "results": results}
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     (out / "eval.md").write_text(f"# Evaluation of {policy.source} on {task.name}\n\nn = {n}, T = {temperature}, "

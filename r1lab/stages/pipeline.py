@@ -22,7 +22,6 @@ from r1lab.language import make_identifier
 from r1lab.models import load_policy
 from r1lab.rewards.format import FormatReward
 from r1lab.rollout import PromptBatch
-from r1lab.samplers.hf import HFSampler
 from r1lab.stages.run import run_stage
 
 
@@ -38,15 +37,15 @@ def compose_stage(overrides: list[str], output_dir: Path) -> DictConfig:
     return cfg
 
 
-def readability(policy_dir: Path, task_cfg: DictConfig, samples: int, limit: int, max_new_tokens: int,
-                seed: int) -> dict[str, float]:
+def readability(policy_dir: Path, task_cfg: DictConfig, sampler_cfg: DictConfig, samples: int, limit: int,
+                max_new_tokens: int, seed: int) -> dict[str, float]:
     """Accuracy (the task's verifier), format rate, language-mixing rate and mean completion length of a
-    policy on the task."""
+    policy on the task, sampled with the configured sampler at the R1 paper's evaluation settings."""
     torch.manual_seed(seed)
     task, policy = instantiate(task_cfg), load_policy(str(policy_dir))
     rows = [task[i] for i in range(min(limit, len(task)))]
-    sampler = HFSampler(group_size=max(samples, 2), temperature=0.6, top_p=0.95, max_new_tokens=max_new_tokens,
-                        record_logprobs=False)
+    sampler = instantiate(sampler_cfg).with_settings(group_size=samples, temperature=0.6, top_p=0.95,
+                                                     max_new_tokens=max_new_tokens, record_logprobs=False)
     with torch.no_grad():
         rollout = sampler.rollout(policy.model.eval(), policy.tokenizer, PromptBatch.collate(rows))
     completions, prompts = rollout.completions, rollout.prompts
@@ -81,7 +80,7 @@ def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] |
         value = run_stage(stage_cfg)
         results[name] = {"dir": str(stage_dir), "overrides": overrides, "value": value}
         if evaluate and (stage_dir / "policy" / "config.json").is_file():
-            results[name] |= readability(stage_dir / "policy", cfg.task, evaluate.get("samples", 4),
+            results[name] |= readability(stage_dir / "policy", cfg.task, cfg.sampler, evaluate.get("samples", 4),
                                          evaluate.get("limit", 64), evaluate.get("max_new_tokens", 100), cfg.seed)
         (run_dir / "pipeline.json").write_text(json.dumps(results, indent=2))  # after each stage: partial too
     keys = ["accuracy", "format_rate", "mixed_rate", "completion_len"]

@@ -22,7 +22,6 @@ from hydra.utils import instantiate
 from r1lab.language import languages_in, make_identifier
 from r1lab.rewards.format import FormatReward
 from r1lab.rollout import PromptBatch
-from r1lab.samplers.hf import HFSampler
 
 
 @dataclass
@@ -88,8 +87,9 @@ def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None =
     task, policy = instantiate(cfg.task), instantiate(cfg.model)
     model, tokenizer = policy.model.eval(), policy.tokenizer
     rows = [task[i] for i in range(len(task) if limit is None else min(limit, len(task)))]
-    sampler = HFSampler(group_size=samples_per_prompt, temperature=temperature,
-                        max_new_tokens=cfg.sampler.max_new_tokens, record_logprobs=False)
+    configured = instantiate(cfg.sampler)  # sampler=vllm samples with vLLM, sampler=mcts with the search
+    sampler = configured.with_settings(group_size=samples_per_prompt, temperature=temperature,
+                                       record_logprobs=False)
     candidates: list[Candidate] = []
     with torch.no_grad():
         for start in range(0, len(rows), prompts_per_batch):
@@ -104,7 +104,8 @@ def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None =
     with (out / "dataset.jsonl").open("w", encoding="utf-8") as handle:
         for c in kept:
             handle.write(json.dumps({"prompt": c.prompt, "completion": c.completion, "answer": c.answer}) + "\n")
-    summary |= {"model": str(policy.source), "task": task.name, "prompts": len(rows),
+    summary |= {"model": str(policy.source), "task": task.name, "sampler": type(configured).__name__,
+                "prompts": len(rows),
                 "samples_per_prompt": samples_per_prompt, "dataset": str(out / "dataset.jsonl")}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("sampled", "kept", "kept_rate", "filters")}, indent=1))

@@ -45,6 +45,7 @@ class MCTSSampler(Sampler):
             raise ValueError("sampler.value=prm needs sampler.prm (a PRM reward's options: scorer, steps, aggregate)")
         self.token_budget, self.expansions, self.c_puct, self.value = token_budget, expansions, c_puct, value
         self.step_delimiters, self.max_step_tokens = list(step_delimiters), max_step_tokens
+        self.top_p, self.top_k = top_p, top_k
         self.steps = HFSampler(group_size, temperature, top_p, top_k, max_new_tokens, record_logprobs=False,
                                engine=engine)
         self.prm = None
@@ -53,6 +54,11 @@ class MCTSSampler(Sampler):
 
             self.prm = PRMReward(**dict(prm))
         self.accuracy = AccuracyReward()
+
+    def settings_changed(self) -> None:
+        """A variant for evaluation (`with_settings`) decodes its steps with its own settings."""
+        self.steps = self.steps.with_settings(group_size=self.group_size, temperature=self.temperature,
+                                              top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
 
     # --------------------------------------------------------------------------------------- sampling
     def sample(self, model, tokenizer, prompt: str, prefixes: list[str], max_tokens: int, stop: bool
