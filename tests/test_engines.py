@@ -1,6 +1,6 @@
-"""The scale path's engines on CPU ranks: DeepSpeed ZeRO-2 and ZeRO-3 (two gloo processes), FSDP's refusal
-of CPUs (checked against torch itself), two "nodes" of one process on localhost, and a SLURM-style job that
-hits its time limit, is requeued by submitit and continues with resume=auto.
+"""The scale path's engines on CPU ranks: DeepSpeed ZeRO-2 and ZeRO-3 and FSDP2 (two gloo processes each),
+FSDP1's refusal of CPUs (checked against torch itself), two "nodes" of one process on localhost, and a
+SLURM-style job that hits its time limit, is requeued by submitit and continues with resume=auto.
 
 Each multi-process run logs the same metrics as one process with the same global batch and seed
 (sampler.seeding=per_prompt: completions do not depend on the number of ranks). The DeepSpeed tests need
@@ -28,11 +28,28 @@ needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is No
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory):
+def one_process_dir(tmp_path_factory):
     """The reference: 5 RL steps in one process (tests compare the first 3, or all 5 after a resume)."""
     folder = tmp_path_factory.mktemp("one")
     run_cli([*COMMON, "trainer.max_steps=5", f"hydra.run.dir={folder}"], cwd=folder)
-    return read_scalars(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_process(one_process_dir):
+    return read_scalars(one_process_dir)
+
+
+def assert_same_policy(reference_dir, run_dir):
+    """The saved policies (whole models, gathered from the shards) hold the same weights."""
+    from transformers import AutoModelForCausalLM
+
+    expected = AutoModelForCausalLM.from_pretrained(reference_dir / "policy").state_dict()
+    got = AutoModelForCausalLM.from_pretrained(run_dir / "policy").state_dict()
+    assert set(got) == set(expected)
+    for name, tensor in expected.items():
+        assert got[name].shape == tensor.shape, name
+        assert torch.allclose(got[name], tensor, atol=1e-5), name
 
 
 def assert_same_metrics(reference, run, steps):
@@ -62,23 +79,21 @@ def test_deepspeed_zero2_on_two_cpu_ranks_matches_one_process(tmp_path, one_proc
 
 @pytest.mark.deepspeed
 @needs_deepspeed
-def test_deepspeed_zero3_matches_one_process_saves_a_whole_policy_and_resumes(tmp_path, one_process):
+def test_deepspeed_zero3_matches_one_process_saves_a_whole_policy_and_resumes(tmp_path, one_process_dir,
+                                                                             one_process):
     """ZeRO-3 shards the parameters: the rollout gathers them once (with DeepSpeed's fetch hooks off, which
     otherwise abort the run when ranks decode different numbers of tokens), the saved policy is gathered into
     one loadable model, and a resumed run continues with the same metrics as the uninterrupted one."""
-    from transformers import AutoModelForCausalLM
-
     run = tmp_path / "zero3"
     zero3 = [*COMMON, *CPU_RANKS, "trainer=deepspeed_zero3", "trainer.devices=2", f"hydra.run.dir={run}"]
     run_cli([*zero3, "trainer.max_steps=3"], cwd=tmp_path)
     assert_same_metrics(one_process, read_scalars(run), 3)
     shards = sorted(p.name for p in (run / "checkpoints" / "last.ckpt" / "checkpoint").iterdir())
     assert "zero_pp_rank_1_mp_rank_00_model_states.pt" in shards  # each rank saved its own shard
-    policy = AutoModelForCausalLM.from_pretrained(run / "policy")
-    assert sum(p.numel() for p in policy.parameters()) > 100_000  # whole weights, not one rank's slice
 
     run_cli([*zero3, "trainer.max_steps=5", "resume=auto"], cwd=tmp_path)
     assert_same_metrics(one_process, read_scalars(run), 5)
+    assert_same_policy(one_process_dir, run)
 
 
 # ----------------------------------------------------------------------------------------------------- FSDP
@@ -86,7 +101,7 @@ def test_fsdp_on_cpu_is_refused_with_the_reason_and_the_alternatives():
     with pytest.raises(ValueError) as refused:
         build_strategy(compose_config(["trainer=fsdp"]).trainer.strategy, accelerator="cpu")
     assert str(refused.value) == FSDP_ON_CPU
-    assert "trainer=deepspeed_zero3" in FSDP_ON_CPU and "trainer=ddp" in FSDP_ON_CPU
+    assert all(option in FSDP_ON_CPU for option in ("trainer=fsdp2", "trainer=deepspeed_zero3", "trainer=ddp"))
 
 
 def test_torch_itself_refuses_fsdp_on_cpu(tmp_path):
@@ -104,6 +119,25 @@ def test_torch_itself_refuses_fsdp_on_cpu(tmp_path):
         "    print('refused:', exc)\n")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert "refused: FSDP needs a non-CPU accelerator device" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_fsdp2_on_two_cpu_ranks_matches_one_process_saves_a_whole_policy_and_resumes(tmp_path, one_process_dir,
+                                                                                    one_process):
+    """trainer=fsdp2 (torch's fully_shard through Lightning's ModelParallelStrategy) runs on CPU: every policy
+    parameter is a DTensor sharded over both ranks, rollouts gather each unit once, and the run logs the
+    same metrics as one process, saves the same policy and resumes where it stopped."""
+    run = tmp_path / "fsdp2"
+    fsdp2 = [*COMMON, *CPU_RANKS, "trainer=fsdp2", "trainer.devices=2", f"hydra.run.dir={run}"]
+    run_cli([*fsdp2, "trainer.max_steps=3"], cwd=tmp_path)
+    assert_same_metrics(one_process, read_scalars(run), 3)
+    log = (run / "r1lab.log").read_text()
+    total = log.split("FSDP2: ")[1].split(" of ")[1].split(" ")[0]
+    assert f"FSDP2: {total} of {total} policy parameters sharded over 2 ranks" in log
+
+    run_cli([*fsdp2, "trainer.max_steps=5", "resume=auto"], cwd=tmp_path)
+    assert_same_metrics(one_process, read_scalars(run), 5)
+    assert_same_policy(one_process_dir, run)
 
 
 def test_the_fsdp_preset_on_cpu_stops_with_the_explanation(tmp_path):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from r1lab.rl.losses import GRPOLoss, kl_k3
+from r1lab.rl.losses import DAPOLoss, GRPOLoss, kl_k3
 
 
 def test_k3_is_exp_r_minus_r_minus_one():
@@ -86,8 +86,6 @@ def ones_ratio_case():
 
 
 def test_dapo_takes_the_token_mean_over_the_batch():
-    from r1lab.rl.losses import DAPOLoss
-
     logprobs, mask = ones_ratio_case()
     out = DAPOLoss(beta=0.0)(logprobs, logprobs, None, torch.tensor([1.0, -2.0]), mask)
     assert out.loss.item() == pytest.approx((-1 - 1 - 1 + 2) / 4)
@@ -180,3 +178,67 @@ def test_mask_truncated_drops_cut_completions_from_the_loss():
     rollout = make_rollout([False, True])
     assert GRPOLoss(mask_truncated=True).token_mask(rollout).tolist() == [[1, 1], [0, 0]]
     assert GRPOLoss().token_mask(rollout).tolist() == [[1, 1], [1, 1]]
+
+
+def test_gspo_clips_one_sequence_level_ratio_per_completion_by_hand():
+    """GSPO (Zheng et al. 2025, eq. 5-7): s_i = (Π_t ρ_it)^(1/|o_i|), clipped as a whole."""
+    ratios = torch.tensor([[1.1, 0.9, 1.15], [0.5, 1.0, 1.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # the second completion has 2 tokens
+    logprobs = torch.log(ratios).requires_grad_(True)
+    advantages = torch.tensor([1.0, -1.0])
+    out = GRPOLoss(eps=0.2, beta=0.0, importance_sampling_level="sequence")(logprobs, torch.zeros(2, 3), None,
+                                                                            advantages, mask)
+    s1, s2 = (1.1 * 0.9 * 1.15) ** (1 / 3), (0.5 * 1.0) ** (1 / 2)  # 1.0442..., 0.7071...
+    # Completion 1: A > 0, s1 inside [0.8, 1.2]: -s1. Completion 2: A < 0, s2 < 0.8: clipped, -(-0.8) = 0.8.
+    assert out.loss.item() == pytest.approx((-s1 + 0.8) / 2, abs=1e-6)
+    assert out.metrics["clip_frac_low"] == pytest.approx(2 / 5) and out.metrics["clip_frac_high"] == 0.0
+    out.loss.backward()
+    # d(-s1/2)/d log ρ_1t = -s1 / (2 · 3) on each token of completion 1 alike; completion 2 is clipped: 0.
+    assert logprobs.grad[0].tolist() == pytest.approx([-s1 / 6] * 3, abs=1e-6)
+    assert logprobs.grad[1].tolist() == pytest.approx([0.0, 0.0, 0.0], abs=1e-9)
+    # Token level instead: each token's own ratio, so the gradients differ token by token.
+    token_grad = torch.log(ratios).requires_grad_(True)
+    GRPOLoss(eps=0.2, beta=0.0)(token_grad, torch.zeros(2, 3), None, advantages, mask).loss.backward()
+    assert token_grad.grad[0].tolist() == pytest.approx([-1.1 / 6, -0.9 / 6, -1.15 / 6], abs=1e-6)
+
+
+def test_gspo_and_grpo_agree_on_policy():
+    """At ρ = 1 (one optimizer step per rollout) the sequence and token ratios are both 1: same loss and gradient."""
+    logprobs = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -1.2, -0.7]])
+    mask, advantages = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]), torch.tensor([0.7, -0.7])
+    grads = []
+    for level in ("token", "sequence"):
+        x = logprobs.clone().requires_grad_(True)
+        GRPOLoss(beta=0.0, importance_sampling_level=level)(x, logprobs, None, advantages, mask).loss.backward()
+        grads.append(x.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-7)
+
+
+def test_cispo_caps_the_weight_but_keeps_every_tokens_gradient_by_hand():
+    """CISPO (MiniMax-M1 eq. 4): L = -1/Σ|o| Σ sg(clip(ρ, 1-ε_low, 1+ε_high)) A log π, no floor by default."""
+    from r1lab.rl.losses import CISPOLoss
+
+    logprobs = torch.log(torch.tensor([[1.5, 0.5, 1.0]])).requires_grad_(True)
+    out = CISPOLoss(eps_high=0.28, beta=0.0)(logprobs, torch.zeros(1, 3), None, torch.tensor([2.0]), torch.ones(1, 3))
+    weights = [1.28, 0.5, 1.0]  # 1.5 capped at 1.28; 0.5 kept (no lower bound)
+    expected = -sum(w * 2.0 * math.log(r) for w, r in zip(weights, [1.5, 0.5, 1.0])) / 3
+    assert out.loss.item() == pytest.approx(expected, abs=1e-6)
+    out.loss.backward()
+    assert logprobs.grad[0].tolist() == pytest.approx([-w * 2.0 / 3 for w in weights], abs=1e-6)
+    assert out.metrics["clip_frac_high"] == pytest.approx(1 / 3) and out.metrics["clip_frac_low"] == 0.0
+    # PPO's clip gives the same capped token no gradient at all.
+    ppo = torch.log(torch.tensor([[1.5, 0.5, 1.0]])).requires_grad_(True)
+    DAPOLoss(eps=0.28, beta=0.0)(ppo, torch.zeros(1, 3), None, torch.tensor([2.0]), torch.ones(1, 3)).loss.backward()
+    assert ppo.grad[0, 0].item() == 0.0
+
+
+@pytest.mark.parametrize(("loss", "kwargs", "message"), [
+    ("grpo", {"importance_sampling_level": "group"}, "importance_sampling_level must be one of token, sequence"),
+    ("cispo", {"eps_high": 0.0}, r"loss.eps_high must be > 0"),
+    ("cispo", {"eps_low": 1.5}, r"loss.eps_low must be in \(0, 1\] .* or null"),
+])
+def test_bad_gspo_and_cispo_options_are_errors(loss, kwargs, message):
+    from r1lab.rl.losses import CISPOLoss
+
+    with pytest.raises(ValueError, match=message):
+        (GRPOLoss if loss == "grpo" else CISPOLoss)(**kwargs)

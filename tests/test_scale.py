@@ -94,7 +94,8 @@ def test_ddp_rejects_a_global_batch_that_does_not_split_evenly(tmp_path):
 
 def test_trainer_presets_compose(monkeypatch):
     expected = {"cpu": (None, "32-true"), "gpu": (None, "bf16-mixed"), "ddp": ("ddp", "bf16-mixed"),
-                "fsdp": ("FSDPStrategy", "bf16-mixed"), "deepspeed_zero2": ("DeepSpeedStrategy", "bf16-mixed"),
+                "fsdp": ("FSDPStrategy", "bf16-mixed"), "fsdp2": ("FSDP2Strategy", "bf16-mixed"),
+                "deepspeed_zero2": ("DeepSpeedStrategy", "bf16-mixed"),
                 "deepspeed_zero3": ("DeepSpeedStrategy", "bf16-mixed"), "multinode": ("ddp", "bf16-mixed")}
     for preset, (strategy, precision) in expected.items():
         trainer = compose_config([f"trainer={preset}"]).trainer

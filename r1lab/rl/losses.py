@@ -42,6 +42,7 @@ def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
 
 
 KL_ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}  # Schulman, "Approximating KL divergence" (2020)
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -56,16 +57,23 @@ class PolicyLoss:
       (r_i - β Σ_t KL_t, before advantages), as PPO-RLHF and REINFORCE++ do.
     - `mask_truncated`: no loss on completions cut by max_new_tokens (DAPO's overlong filtering).
     - `measure_kl`: keep the reference model at β = 0 too, to log train/kl (one more forward per step).
+    - `importance_sampling_level`: `token` (PPO, GRPO: ρ_it = π_θ(o_it) / π_old(o_it)) or `sequence` (GSPO,
+      Zheng et al. 2025: one ratio per completion, the geometric mean of its tokens' ratios,
+      s_i = exp(1/|o_i| Σ_t log ρ_it), clipped as a whole; GSPO clips far tighter, ε ≈ 3e-4 / 4e-4).
     """
 
     def __init__(self, eps: float = 0.2, beta: float = 0.04, eps_low: float | None = None,
                  eps_high: float | None = None, kl_estimator: str = "k3", kl_in_reward: bool = False,
-                 mask_truncated: bool = False, measure_kl: bool = False):
+                 mask_truncated: bool = False, measure_kl: bool = False, importance_sampling_level: str = "token"):
         if not eps > 0:
             raise ValueError(f"loss.eps must be > 0 (the clip range is 1 ± eps), got {eps}")
         for name, value in (("eps_low", eps_low), ("eps_high", eps_high)):
             if value is not None and not 0 < value < 1:
                 raise ValueError(f"loss.{name} must be in (0, 1), got {value}")
+        if importance_sampling_level not in IMPORTANCE_SAMPLING_LEVELS:
+            raise ValueError(f"loss.importance_sampling_level must be one of {', '.join(IMPORTANCE_SAMPLING_LEVELS)}, "
+                             f"got {importance_sampling_level!r}")
+        self.importance_sampling_level = importance_sampling_level
         self.eps_low = float(eps if eps_low is None else eps_low)
         self.eps_high = float(eps if eps_high is None else eps_high)
         if self.eps_high < self.eps_low:
@@ -104,14 +112,30 @@ class PolicyLoss:
     def aggregate(self, per_token: Tensor, mask: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def log_importance_weights(self, logprobs: Tensor, old_logprobs: Tensor, mask: Tensor) -> Tensor:
+        """(N, C) log ρ: per token, or (sequence level) each completion's mean log-ratio on all its tokens."""
+        log_ratio = logprobs - old_logprobs
+        if self.importance_sampling_level == "sequence":
+            per_sequence = (log_ratio * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp_min(1.0)
+            return per_sequence.expand_as(log_ratio)
+        return log_ratio
+
+    def surrogate(self, ratio: Tensor, logprobs: Tensor, advantages: Tensor) -> Tensor:
+        """The per-token objective to minimise: PPO's pessimistic clipped surrogate."""
+        clipped = torch.clamp(ratio, 1.0 - self.eps_low, 1.0 + self.eps_high)
+        return -torch.minimum(ratio * advantages, clipped * advantages)
+
+    def clipped(self, ratio: Tensor, advantages: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokens clipped below and above: where the clamp is the active side of the min (no gradient flows)."""
+        return (ratio < 1.0 - self.eps_low) & (advantages < 0), (ratio > 1.0 + self.eps_high) & (advantages > 0)
+
     def __call__(self, logprobs: Tensor, old_logprobs: Tensor, ref_logprobs: Tensor | None,
                  advantages: Tensor, mask: Tensor) -> LossOutput:
         mask = mask.to(logprobs.dtype)
         if advantages.dim() == 1:  # per-completion advantages apply to every token
             advantages = advantages.unsqueeze(1)
-        ratio = torch.exp(logprobs - old_logprobs)
-        clipped = torch.clamp(ratio, 1.0 - self.eps_low, 1.0 + self.eps_high)
-        per_token = -torch.minimum(ratio * advantages, clipped * advantages)
+        ratio = torch.exp(self.log_importance_weights(logprobs, old_logprobs, mask))
+        per_token = self.surrogate(ratio, logprobs, advantages)
         metrics: dict[str, float] = {}
         if ref_logprobs is not None:
             kl = self.kl(logprobs, ref_logprobs)
@@ -121,9 +145,7 @@ class PolicyLoss:
         elif self.beta > 0 and not self.kl_in_reward:
             raise ValueError("loss.beta > 0 needs reference log-probs")
         with torch.no_grad():
-            # A token is clipped when the clamp is the active side of the min (no gradient flows).
-            low = (ratio < 1.0 - self.eps_low) & (advantages < 0)
-            high = (ratio > 1.0 + self.eps_high) & (advantages > 0)
+            low, high = self.clipped(ratio, advantages.expand_as(ratio))
             metrics["clip_frac_low"] = masked_mean(low.to(mask.dtype), mask).item()
             metrics["clip_frac_high"] = masked_mean(high.to(mask.dtype), mask).item()
             metrics["clip_frac"] = metrics["clip_frac_low"] + metrics["clip_frac_high"]
@@ -170,3 +192,34 @@ class DrGRPOLoss(PolicyLoss):
 
     def aggregate(self, per_token: Tensor, mask: Tensor) -> Tensor:
         return (per_token * mask).sum() / (per_token.shape[0] * self.max_tokens)
+
+
+@LOSSES.register("cispo")
+class CISPOLoss(PolicyLoss):
+    """CISPO (MiniMax-M1, Chen et al. 2025): clip the importance weight, not the update.
+
+    L = -1/Σ|o_i| Σ_it sg(clip(ρ_it, 1 - ε_low, 1 + ε_high)) A_i log π_θ(o_it), a REINFORCE-style token-mean
+    in which every token keeps its gradient: PPO's clip zeroes the gradient of tokens whose ratio left the
+    range (often rare "fork" tokens such as "Wait"), CISPO only caps their weight. The paper sets no lower
+    bound (`eps_low: null`, the default) and tunes only ε_high.
+    """
+
+    def __init__(self, eps_high: float = 0.28, eps_low: float | None = None, **kwargs):
+        if not eps_high > 0:
+            raise ValueError(f"loss.eps_high must be > 0 (the weight is capped at 1 + eps_high), got {eps_high}")
+        if eps_low is not None and not 0 < eps_low <= 1:
+            raise ValueError(f"loss.eps_low must be in (0, 1] (the weight's floor is 1 - eps_low) or null for "
+                             f"no floor, got {eps_low}")
+        super().__init__(eps=eps_high, **kwargs)
+        self.eps_low, self.eps_high = (1.0 if eps_low is None else float(eps_low)), float(eps_high)
+
+    def surrogate(self, ratio: Tensor, logprobs: Tensor, advantages: Tensor) -> Tensor:
+        weight = torch.clamp(ratio, 1.0 - self.eps_low, 1.0 + self.eps_high).detach()
+        return -weight * advantages * logprobs
+
+    def clipped(self, ratio: Tensor, advantages: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokens whose weight was capped, whatever the advantage's sign (their gradient still flows)."""
+        return ratio < 1.0 - self.eps_low, ratio > 1.0 + self.eps_high
+
+    def aggregate(self, per_token: Tensor, mask: Tensor) -> Tensor:
+        return (per_token * mask).sum() / mask.sum().clamp_min(1.0)

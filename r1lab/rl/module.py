@@ -32,7 +32,7 @@ from r1lab.rl.settings import OptimSettings, ScheduleSettings
 from r1lab.rl.step_metrics import StepMetrics, peak_memory_gb
 from r1lab.rollout import PromptBatch, Rollout, ScoredRollout
 from r1lab.samplers.base import Sampler
-from r1lab.strategies import generation_parameters, is_deepspeed, is_fsdp
+from r1lab.strategies import generation_parameters, is_deepspeed, is_fsdp, is_fsdp2, shard_fully
 
 
 log = logging.getLogger("r1lab")
@@ -188,6 +188,9 @@ class RLModule(pl.LightningModule):
             return float(self.strategy.model.clip_grad_norm_(self.optim.max_grad_norm or float("inf")))
         if is_deepspeed(self.strategy):  # gradient_clipping is in DeepSpeed's config (r1lab.strategies)
             return float("nan")
+        if is_fsdp2(self.strategy):  # DTensor gradients: torch's clip computes the norm over all shards
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.optim.max_grad_norm or float("inf"))
+            return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
         if self.optim.max_grad_norm:
@@ -230,6 +233,20 @@ class RLModule(pl.LightningModule):
                                    share_prompts=self.schedule.share_prompts)
 
     # -------------------------------------------------------------------------------- Lightning plumbing
+    def configure_model(self) -> None:
+        """trainer=fsdp2 lays the model out here (Lightning calls this before the optimizer is made): the
+        policy and the frozen reference each sharded over the data-parallel ranks. Other strategies wrap the
+        model themselves."""
+        if is_fsdp2(self.strategy) and not getattr(self, "_sharded", False):
+            mesh = self.device_mesh["data_parallel"]
+            for model in (self.policy, self.ref_policy):
+                if model is not None:
+                    shard_fully(model, mesh)
+            self._sharded = True
+            sharded = sum(type(p).__name__ == "DTensor" for p in self.policy.parameters())
+            log.info(f"FSDP2: {sharded} of {len(list(self.policy.parameters()))} policy parameters sharded over "
+                     f"{mesh.size()} ranks")
+
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.optim.lr, betas=self.optim.betas,
                                       weight_decay=self.optim.weight_decay)

@@ -22,7 +22,7 @@ from r1lab.distributed import rank_and_world
 from r1lab.registry import SAMPLERS
 from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers.base import Sampler, rollout_from_ids
-from r1lab.strategies import sharded_parameters
+from r1lab.strategies import fsdp2_units, sharded_parameters
 
 INSTALL_HINT = ("sampler=vllm needs vLLM, which is not installed: pip install 'r1lab[vllm]' (CUDA GPUs only; the "
                 "extra pins the torch and transformers versions vLLM was built against). Without a GPU use sampler=hf.")
@@ -71,7 +71,7 @@ class VLLMSampler(Sampler):
     def rollout(self, model, tokenizer, batch: PromptBatch) -> Rollout:
         from vllm import SamplingParams
 
-        if sharded_parameters(model):
+        if sharded_parameters(model) or fsdp2_units(model):
             raise ValueError("sampler=vllm cannot read FSDP-sharded weights inside the RL step; use trainer=ddp, "
                              "deepspeed_zero2 or deepspeed_zero3 with it")
         llm = self.engine(model)
