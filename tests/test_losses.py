@@ -242,3 +242,16 @@ def test_bad_gspo_and_cispo_options_are_errors(loss, kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         (GRPOLoss if loss == "grpo" else CISPOLoss)(**kwargs)
+
+
+def test_the_gspo_and_cispo_options_compose_with_the_papers_settings():
+    from hydra.utils import instantiate
+
+    from r1lab.rl.losses import CISPOLoss, GSPOLoss
+    from r1lab.testing import compose_config
+
+    gspo = instantiate(compose_config(["loss=gspo"]).loss)
+    assert isinstance(gspo, GSPOLoss) and gspo.importance_sampling_level == "sequence"
+    assert (gspo.eps_low, gspo.eps_high, gspo.beta) == (3e-4, 4e-4, 0.0) and not gspo.needs_reference
+    cispo = instantiate(compose_config(["loss=cispo"]).loss)
+    assert isinstance(cispo, CISPOLoss) and (cispo.eps_low, cispo.eps_high) == (1.0, 0.28)  # no floor

@@ -194,6 +194,18 @@ class DrGRPOLoss(PolicyLoss):
         return (per_token * mask).sum() / (per_token.shape[0] * self.max_tokens)
 
 
+@LOSSES.register("gspo")
+class GSPOLoss(GRPOLoss):
+    """GSPO (Zheng et al., 2025): GRPO with one importance ratio per completion,
+    s_i = exp(1/|o_i| Σ_t log π_θ(o_it)/π_old(o_it)), clipped as a whole to [1 - ε_low, 1 + ε_high] (the
+    paper's 3e-4 / 4e-4) and no KL term. `importance_sampling_level=sequence` on any loss does the same."""
+
+    def __init__(self, eps: float = 3e-4, eps_low: float | None = 3e-4, eps_high: float | None = 4e-4,
+                 beta: float = 0.0, importance_sampling_level: str = "sequence", **kwargs):
+        super().__init__(eps=eps, eps_low=eps_low, eps_high=eps_high, beta=beta,
+                         importance_sampling_level=importance_sampling_level, **kwargs)
+
+
 @LOSSES.register("cispo")
 class CISPOLoss(PolicyLoss):
     """CISPO (MiniMax-M1, Chen et al. 2025): clip the importance weight, not the update.
