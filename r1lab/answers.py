@@ -36,12 +36,22 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def extract_answer(completion: str) -> str | None:
-    """The last <answer>…</answer>, else the last \\boxed{…}; None when there is neither."""
-    tagged = ANSWER_TAG.findall(completion)
-    if tagged:
-        inner = tagged[-1].strip()
-        return last_boxed(inner) or inner  # "<answer>\\boxed{5}</answer>" counts as 5
+ANSWER_FORMATS = ("auto", "answer_tag", "boxed")
+
+
+def extract_answer(completion: str, answer_format: str = "auto") -> str | None:
+    """The final answer: `auto` the last <answer>…</answer>, else the last \\boxed{…}; `answer_tag` the last
+    <answer> only; `boxed` the last \\boxed{} only. None when there is none. A \\boxed{} inside the <answer>
+    is the answer ("<answer>\\boxed{5}</answer>" counts as 5)."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {answer_format!r}")
+    if answer_format != "boxed":
+        tagged = ANSWER_TAG.findall(completion)
+        if tagged:
+            inner = tagged[-1].strip()
+            return last_boxed(inner) or inner
+        if answer_format == "answer_tag":
+            return None
     boxed = last_boxed(completion)
     return boxed.strip() if boxed is not None else None
 
@@ -85,7 +95,7 @@ def answers_match(gold: str, predicted: str) -> bool:
     return verify(gold_parsed, predicted_parsed, timeout_seconds=_timeout())
 
 
-def is_correct(completion: str, gold: object) -> bool:
+def is_correct(completion: str, gold: object, answer_format: str = "auto") -> bool:
     """The completion's final answer is equivalent to `gold`; a completion without an answer is wrong."""
-    predicted = extract_answer(completion)
+    predicted = extract_answer(completion, answer_format)
     return predicted is not None and answers_match(str(gold), predicted)

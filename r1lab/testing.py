@@ -46,6 +46,26 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, check
     return result
 
 
+def build_bpe_model(folder: Path, texts: list[str], vocab_size: int = 800, **shape: int) -> Path:
+    """A random Qwen2-style model with a byte-level BPE tokenizer trained on `texts` and a chat template,
+    saved to `folder` like a downloaded model (`model=hf model.name_or_path=<folder>`): the real-model path
+    (AutoTokenizer, chat template, no pad token, a multi-character vocabulary) at a size a CPU trains in seconds."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from r1lab.models.tokenizers import train_bpe_tokenizer
+
+    tokenizer = train_bpe_tokenizer(texts, vocab_size)
+    dims = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "max_position_embeddings": 2048, "tie_word_embeddings": True, **shape}
+    config = AutoConfig.for_model("qwen2", vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                                  bos_token_id=None, pad_token_id=None, **dims)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def pytest_configure(config) -> None:
     beside_checkout = Path(config.rootpath).parent / "shared" / "data"
     if beside_checkout.is_dir():
@@ -54,7 +74,7 @@ def pytest_configure(config) -> None:
     register_search_path()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder of real data sets (GSM8K, MATH-500, PRM800K sample, Countdown)."""
     folder = Path(os.environ.get("R1LAB_DATA_DIR", "data"))

@@ -90,6 +90,7 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
     if n < 1:
         raise ValueError(f"stage.n (samples per problem) must be >= 1, got {n}")
     task, policy = instantiate(cfg.task), instantiate(cfg.model)
+    task.render_prompts(policy.tokenizer)
     model, tokenizer = policy.model.eval(), policy.tokenizer
     rows = [task[i] for i in range(len(task) if limit is None else min(limit, len(task)))]
     max_new_tokens = max_new_tokens or cfg.sampler.max_new_tokens

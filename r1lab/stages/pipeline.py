@@ -43,6 +43,7 @@ def readability(policy_dir: Path, task_cfg: DictConfig, sampler_cfg: DictConfig,
     policy on the task, sampled with the configured sampler at the R1 paper's evaluation settings."""
     torch.manual_seed(seed)
     task, policy = instantiate(task_cfg), load_policy(str(policy_dir))
+    task.render_prompts(policy.tokenizer)
     rows = [task[i] for i in range(min(limit, len(task)))]
     sampler = instantiate(sampler_cfg).with_settings(group_size=samples, temperature=0.6, top_p=0.95,
                                                      max_new_tokens=max_new_tokens, record_logprobs=False)

@@ -85,6 +85,7 @@ def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None =
                            filters: dict[str, Any] | None = None, prompts_per_batch: int = 16) -> float:
     """Sample, filter, write `<run dir>/dataset.jsonl` and `summary.json`; returns the kept rate."""
     task, policy = instantiate(cfg.task), instantiate(cfg.model)
+    task.render_prompts(policy.tokenizer)
     model, tokenizer = policy.model.eval(), policy.tokenizer
     rows = [task[i] for i in range(len(task) if limit is None else min(limit, len(task)))]
     configured = instantiate(cfg.sampler)  # sampler=vllm samples with vLLM, sampler=mcts with the search

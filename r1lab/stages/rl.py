@@ -42,6 +42,7 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
     # step; what an interrupted run logged from there on is dropped from view (logger, samples.jsonl).
     resume_step = checkpoint_step(checkpoint) if checkpoint else (0 if cfg.get("resume") else None)
     policy = instantiate(cfg.model)
+    task.render_prompts(policy.tokenizer)  # task.prompt_format=chat: the policy's own chat template
     pad_token_id = policy.tokenizer.pad_token_id
     collector = RolloutCollector(rewards, task.verify, pad_token_id, dynamic_sampling=cfg.rl.dynamic_sampling.enabled,
                                  max_draws=cfg.rl.dynamic_sampling.max_draws)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from r1lab.tasks.base import PromptTask
 
@@ -16,8 +17,8 @@ class AdditionTask(PromptTask):
 
     def __init__(self, num_problems: int = 2000, min_digits: int = 2, max_digits: int = 5, seed: int = 1234,
                  prompt_template: str = "{question}", digit_weights: list[float] | None = None,
-                 name: str = "addition"):
-        super().__init__(prompt_template)
+                 name: str = "addition", **prompting: Any):
+        super().__init__(prompt_template, **prompting)
         if not 1 <= min_digits <= max_digits:
             raise ValueError(f"need 1 <= task.min_digits <= task.max_digits, got {min_digits}, {max_digits}")
         levels = list(range(min_digits, max_digits + 1))

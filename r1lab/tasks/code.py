@@ -71,8 +71,8 @@ class CodeTask(PromptTask):
 
     def __init__(self, path: str | None = None, format: str = "auto", prompt_template: str = "{question}",
                  limit: int | None = None, name: str = "code", sandbox: Mapping[str, Any] | None = None,
-                 isolation: str = "auto", workers: int = 4):
-        super().__init__(prompt_template)
+                 isolation: str = "auto", workers: int = 4, **prompting: Any):
+        super().__init__(prompt_template, **prompting)
         if format not in FORMATS:
             raise ValueError(f"task.format={format!r} is unknown; choose one of {', '.join(FORMATS)}")
         if isolation not in ISOLATIONS:

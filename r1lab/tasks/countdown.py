@@ -41,8 +41,8 @@ class CountdownTask(PromptTask):
     """Countdown problems; `difficulty` is how many numbers a problem gives (more numbers: harder)."""
 
     def __init__(self, path: str, prompt_template: str = "{question}", limit: int | None = None,
-                 name: str = "countdown"):
-        super().__init__(prompt_template)
+                 name: str = "countdown", **prompting: Any):
+        super().__init__(prompt_template, **prompting)
         self.name = name
         file = Path(path).expanduser()
         if not file.is_file():
@@ -66,5 +66,5 @@ class CountdownTask(PromptTask):
         """1.0 when the last <answer> (or \\boxed{}) is an equation that uses each number once and equals the
         target, else 0.0."""
         return [float(answer is not None and solves_countdown(answer, nums, target))
-                for answer, nums, target in zip(map(extract_answer, completions), columns["nums"],
+                for answer, nums, target in zip((extract_answer(c, self.answer_format) for c in completions), columns["nums"],
                                                 columns["target"])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from r1lab.jsonl import DataFileError, read_jsonl
 from r1lab.paths import where_data_is_looked_for
@@ -23,8 +24,9 @@ class JsonlTask(PromptTask):
 
     def __init__(self, path: str, question_key: str = "question", answer_key: str = "answer",
                  prompt_template: str = "{question}", answer_regex: str | None = None,
-                 keep_keys: list[str] | tuple[str, ...] = (), limit: int | None = None, name: str = "jsonl"):
-        super().__init__(prompt_template)
+                 keep_keys: list[str] | tuple[str, ...] = (), limit: int | None = None, name: str = "jsonl",
+                 **prompting: Any):
+        super().__init__(prompt_template, **prompting)
         self.name = name
         file = Path(path).expanduser()
         if not file.is_file():
