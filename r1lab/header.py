@@ -16,6 +16,12 @@ from r1lab.plugins import PluginState
 console = Console()
 
 
+def reward_term(name: str, term: DictConfig) -> str:
+    """`name×weight`; a plain function (TRL-style, `_partial_: true`) says so, with its import path."""
+    shown = f"{name}×{term.get('weight', 1.0)}"
+    return shown + (f" (function {term._target_})" if term.get("_partial_") else "")
+
+
 def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_source: str,
                      resumed: str | None = None) -> None:
     table = Table(title=f"r1lab {r1lab.__version__}", show_header=False, title_justify="left")
@@ -24,7 +30,7 @@ def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_
         table.add_row("resumed", resumed)
     table.add_row("model", model_source)
     table.add_row("task", f"{cfg.task.get('name', '?')} ({cfg.task._target_})")
-    table.add_row("reward", ", ".join(f"{name}×{term.get('weight', 1.0)}" for name, term in cfg.reward.items() if term))
+    table.add_row("reward", ", ".join(reward_term(name, term) for name, term in cfg.reward.items() if term))
     for group in ("advantage", "loss", "sampler", "curriculum"):
         table.add_row(group, str(cfg[group]._target_).rsplit(".", 1)[-1])
     loaded = ", ".join(f"{p.plugin.name} ({p.distribution} {p.version})" for p in plugins.loaded) or "none"

@@ -4,8 +4,10 @@ A plugin's entry point names a `Plugin` manifest (cheap to import). Loading a pl
 modules (which register themselves) and adds its config package to Hydra's search path, so its option files
 become choices of the usual config groups (`reward=[accuracy,length_penalty]`).
 
-Habits borrowed from pluggy/pytest: `R1LAB_DISABLE_PLUGINS=a,b` skips plugins before they are imported; a
-plugin that fails to load is a warning naming it, or an error when `R1LAB_STRICT_PLUGINS=1` (CI sets it).
+Habits borrowed from pluggy/pytest: `R1LAB_DISABLE_PLUGINS=a,b` skips plugins before they are imported (by
+entry-point or distribution name; a name that matches none is a warning); a plugin that fails to load is a
+warning naming it, or an error when `R1LAB_STRICT_PLUGINS=1` (CI sets it); an option file that two sources
+provide is a warning.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ CORE_MODULES = (
     "r1lab.rewards.format",
     "r1lab.rewards.overlong",
     "r1lab.rewards.code_exec",
+    "r1lab.rewards.countdown",
     "r1lab.rl.advantages",
     "r1lab.rl.losses",
     "r1lab.samplers.hf",
@@ -76,6 +79,60 @@ def disabled_names() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
+def normalized(name: str) -> str:
+    """Distribution names compare as packaging does: case, '-', '_' and '.' do not matter."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def names_of(ep) -> set[str]:
+    """What R1LAB_DISABLE_PLUGINS may call a plugin: its entry-point name or its distribution's name (the one
+    in its pyproject.toml, e.g. r1lab-length-penalty)."""
+    return {normalized(ep.name)} | ({normalized(ep.dist.name)} if ep.dist else set())
+
+
+def config_options(source: str) -> dict[str, set[str]]:
+    """Config group → option names in a config source (`pkg://package` or a folder): the group folders'
+    .yaml files, nested groups as `hydra/launcher`."""
+    if source.startswith("pkg://"):
+        from importlib.resources import files
+
+        root = files(source[len("pkg://"):])
+    else:
+        from pathlib import Path
+
+        root = Path(source.removeprefix("file://"))
+    options: dict[str, set[str]] = {}
+
+    def walk(folder, group: str) -> None:
+        for child in folder.iterdir():
+            if child.is_dir() and not child.name.startswith(("_", ".")):
+                walk(child, f"{group}/{child.name}" if group else child.name)
+            elif group and child.name.endswith(".yaml"):
+                options.setdefault(group, set()).add(child.name[:-len(".yaml")])
+
+    walk(root, "")
+    return options
+
+
+def warn_about_clashes(state: PluginState) -> None:
+    """A plugin option file named like r1lab's or another plugin's: Hydra takes the first on its search path
+    (r1lab's, then plugins in name order) and the other is never used; say so."""
+    seen: dict[tuple[str, str], str] = {}
+    sources = [("r1lab", "pkg://r1lab.conf")] + [(lp.plugin.name, lp.plugin.conf) for lp in state.loaded if lp.plugin.conf]
+    for origin, source in sources:
+        try:
+            found = config_options(source)
+        except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+            continue  # a plugin whose config package is missing fails where Hydra reads it
+        for group, options in found.items():
+            for option in sorted(options):
+                first = seen.setdefault((group, option), origin)
+                if first != origin:
+                    warnings.warn(f"r1lab plugin {origin!r} provides {group}={option}, which {first!r} provides too; "
+                                  f"{group}={option} means {first!r}'s (the first on the search path): rename one",
+                                  stacklevel=3)
+
+
 def strict() -> bool:
     return os.environ.get(STRICT_ENV, "").lower() in {"1", "true", "yes"}
 
@@ -88,9 +145,10 @@ def load_plugins(*, reload: bool = False) -> PluginState:
     for module in CORE_MODULES:
         importlib.import_module(module)
     state = PluginState()
-    skip = disabled_names()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name in skip:
+    skip = {normalized(n): n for n in disabled_names()}
+    installed = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    for ep in installed:
+        if names_of(ep) & set(skip):
             state.disabled.append(ep.name)
             continue
         try:
@@ -109,6 +167,12 @@ def load_plugins(*, reload: bool = False) -> PluginState:
             continue
         dist = ep.dist
         state.loaded.append(LoadedPlugin(plugin, dist.name if dist else "?", dist.version if dist else "?"))
+    unknown = sorted(given for key, given in skip.items() if not any(key in names_of(ep) for ep in installed))
+    if unknown:
+        choices = ", ".join(f"{ep.name} ({ep.dist.name})" if ep.dist else ep.name for ep in installed) or "none"
+        warnings.warn(f"{DISABLE_ENV} names no installed plugin: {', '.join(unknown)}; installed plugins (entry "
+                      f"point, distribution): {choices}", stacklevel=2)
+    warn_about_clashes(state)
     _state = state
     return state
 

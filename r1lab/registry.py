@@ -53,8 +53,10 @@ class Entry(Generic[T]):
 
 
 def _first_doc_line(obj: object) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The first line of `obj`'s own docstring: a class without one says nothing rather than its base's."""
+    own = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    doc = inspect.cleandoc(own) if isinstance(own, str) else ""
+    return doc.splitlines()[0] if doc else ""
 
 
 class Registry(Generic[T]):

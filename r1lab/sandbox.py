@@ -99,7 +99,7 @@ def _python() -> str:
     return os.path.realpath(sys.executable)  # a venv's python is a link to the base interpreter
 
 
-def _count_processes(uid: int) -> int:
+def count_processes(uid: int) -> int:
     count = 0
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -171,7 +171,7 @@ def run_python(source: str, limits: Limits = Limits(), isolation: str = "auto") 
         else:
             command, owner = [*_unshare_prefix(), _python(), "-I", "-S", "main.py"], os.getuid()
         home = "/sandbox" if isolation == "bwrap" else str(scratch)  # where the scratch folder is, as it sees it
-        nproc = _count_processes(owner) + limits.processes  # a fork bomb gets this many, not the machine's
+        nproc = count_processes(owner) + limits.processes  # a fork bomb gets this many, not the machine's
         started = time.monotonic()
         with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
             process = subprocess.Popen(command, cwd=scratch, stdin=subprocess.DEVNULL, stdout=out, stderr=err,

@@ -60,7 +60,8 @@ def build_bpe_model(folder: Path, texts: list[str], vocab_size: int = 800, **sha
     config = AutoConfig.for_model("qwen2", vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
                                   bos_token_id=None, pad_token_id=None, **dims)
     model = AutoModelForCausalLM.from_config(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    # Like Qwen2.5-Instruct: the turn ends at <|im_end|> (EOS), and <|endoftext|> stops generation too.
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")]
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -56,6 +56,20 @@ def test_chat_prompts_use_the_tokenizers_template_with_the_system_prompt(model_d
         JsonlTask(str(shared_data / "gsm8k" / "test.jsonl"), prompt_format="chatml")
 
 
+def test_generation_stops_at_every_end_token_the_model_lists(model_dir):
+    import torch
+
+    from r1lab.samplers.base import stop_token_ids
+    from r1lab.samplers.hf import completion_mask_and_truncation
+
+    policy = load_policy(str(model_dir))
+    im_end, endoftext = (policy.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>"))
+    assert stop_token_ids(policy.model, policy.tokenizer) == [im_end, endoftext]
+    ids = torch.tensor([[5, endoftext, 7, 7], [5, 6, im_end, 7], [5, 6, 7, 8]])
+    mask, truncated = completion_mask_and_truncation(ids, [im_end, endoftext])
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]] and truncated.tolist() == [False, False, True]
+
+
 def test_the_answer_is_read_where_the_task_says():
     both = "<think>\\boxed{3}</think><answer>5</answer>"
     assert extract_answer(both) == "5" and extract_answer(both, "boxed") == "3"

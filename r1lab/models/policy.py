@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
+from r1lab.models.peft import METHODS, add_lora, adapter_base, is_adapter_folder, load_adapter
 from r1lab.models.tokenizers import R1_TAGS, build_char_tokenizer
 
 # tokenizer_config classes that mean "a plain `tokenizers` file": load them as PreTrainedTokenizerFast, which
@@ -78,22 +79,38 @@ def resolve_package_path(name_or_path: str) -> str:
 
 
 def load_policy(name_or_path: str | None = None, random_init: dict[str, Any] | None = None,
-                dtype: str = "float32", offline: bool = True, extra_tokens: Sequence[str] = R1_TAGS) -> Policy:
+                dtype: str = "float32", offline: bool = True, extra_tokens: Sequence[str] = R1_TAGS,
+                peft: str | None = None, lora: dict[str, Any] | None = None,
+                gradient_checkpointing: bool = False) -> Policy:
     """Load a causal LM and its tokenizer from `name_or_path`, or build one from `random_init`.
 
-    `name_or_path` may be a local folder, `pkg://<package>/<folder>` (a model shipped in a package), or a hub
-    id already in the local cache. `extra_tokens` are whole-word tokens of the random-init char tokenizer.
+    `name_or_path` may be a local folder (a model, or a LoRA adapter exported by r1lab, loaded onto its base
+    and merged), `pkg://<package>/<folder>` (a model shipped in a package), or a hub id already in the local
+    cache. `extra_tokens` are whole-word tokens of the random-init char tokenizer. `peft="lora"` adds LoRA
+    adapters (`lora`: r, alpha, dropout, target_modules) and trains only those; `gradient_checkpointing`
+    recomputes activations in the backward pass (less memory, ~30% more compute).
     """
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise ModelLoadError(f"model.dtype={dtype!r} is not a torch dtype; use float32, bfloat16 or float16")
+    if peft is not None and peft not in METHODS:
+        raise ModelLoadError(f"model.peft={peft!r} is unknown; choose one of {', '.join(METHODS)} (or null: full "
+                             "fine-tuning)")
     if name_or_path is None:
         if random_init is None:
             raise ModelLoadError("set model.name_or_path (a local model folder) or model.random_init (a config)")
         policy = build_random_model(dict(random_init), torch_dtype, list(extra_tokens))
+    elif is_adapter_folder(resolve_package_path(str(name_or_path))):
+        adapter = resolve_package_path(str(name_or_path))
+        policy = _load_pretrained(adapter_base(adapter), torch_dtype, offline)
+        policy = Policy(load_adapter(policy.model, adapter), load_tokenizer(adapter), f"{adapter} (LoRA, merged)")
     else:
         policy = _load_pretrained(resolve_package_path(str(name_or_path)), torch_dtype, offline)
     _prepare_tokenizer(policy.tokenizer)
+    if gradient_checkpointing:
+        policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if peft == "lora":
+        policy = Policy(add_lora(policy.model, **dict(lora or {})), policy.tokenizer, f"{policy.source} + LoRA")
     return policy
 
 

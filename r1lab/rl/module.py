@@ -23,6 +23,7 @@ from torch import Tensor
 from r1lab.checkpointing import restore_rng_state, rng_state
 from r1lab.errors import RunError
 from r1lab.distributed import all_ranks_agree, local_share, prompt_seeds, rank_and_world
+from r1lab.models.peft import is_peft, trainable_names
 from r1lab.models.policy import Policy
 from r1lab.rl.advantages import AdvantageEstimator
 from r1lab.rl.collect import RolloutCollector
@@ -84,8 +85,11 @@ class RLModule(pl.LightningModule):
         self.automatic_optimization = False  # rollouts, PPO epochs and minibatches are ours to schedule
         self.policy = policy.model
         self.tokenizer = policy.tokenizer
-        # The reference policy is a frozen copy of the starting policy; only the KL term needs it.
-        self.ref_policy = copy.deepcopy(policy.model).requires_grad_(False).eval() if loss.needs_reference else None
+        # The reference policy is a frozen copy of the starting policy; only the KL term needs it. With LoRA it
+        # is the base model itself, the adapters switched off: no second copy of the weights.
+        self.ref_policy = (copy.deepcopy(policy.model).requires_grad_(False).eval()
+                           if loss.needs_reference and not is_peft(policy.model) else None)
+        self.strict_loading = not is_peft(policy.model)  # LoRA checkpoints hold the adapters only
         self.sampler, self.collector, self.advantage, self.loss = sampler, collector, advantage, loss
         self.step_metrics = step_metrics
         self.optim, self.schedule = optim, schedule
@@ -118,8 +122,8 @@ class RLModule(pl.LightningModule):
             #    several optimizer steps, or for a KL reward penalty) and the frozen reference (for the KL).
             if self.schedule.updates_per_rollout > 1 or self.loss.kl_in_reward or self.sampler.checks_logprobs:
                 rollout.old_logprobs = self.logprobs(self.policy, rollout)
-            if self.ref_policy is not None:
-                rollout.ref_logprobs = self.logprobs(self.ref_policy, rollout)
+            if self.loss.needs_reference:
+                rollout.ref_logprobs = self.reference_logprobs(rollout)
             rollout.rewards = scored.total.to(self.device) - self.loss.reward_penalty(rollout)
             # 4. Advantage: how much better each completion is than its baseline.
             rollout.advantages = self.advantage(rollout)
@@ -228,6 +232,12 @@ class RLModule(pl.LightningModule):
         self.rl_step += 1
         return step
 
+    def reference_logprobs(self, rollout: Rollout) -> Tensor:
+        if self.ref_policy is not None:
+            return self.logprobs(self.ref_policy, rollout)
+        with self.policy.disable_adapter():  # LoRA: the base model is the reference
+            return self.logprobs(self.policy, rollout)
+
     def logprobs(self, model: torch.nn.Module, rollout: Rollout) -> Tensor:
         return completion_logprobs(model, rollout, self.sampler.temperature, buckets=self.schedule.length_buckets,
                                    share_prompts=self.schedule.share_prompts)
@@ -260,6 +270,9 @@ class RLModule(pl.LightningModule):
             self.logger.save()
         # RNG states make a resumed run sample exactly what the uninterrupted run would have.
         checkpoint["r1lab_rng"] = {**rng_state(), "consecutive_skips": self.consecutive_skips, "rl_step": self.rl_step}
+        if is_peft(self.policy):  # the frozen base is the model the run loads; only the adapters change
+            trained = trainable_names(self.policy, prefix="policy.")
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("r1lab_rng")

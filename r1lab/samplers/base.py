@@ -62,6 +62,17 @@ class Sampler:
         """Hook for a sampler whose parts hold settings of their own (MCTS's step sampler)."""
 
 
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The tokens that end a completion: the tokenizer's EOS first, then any other the model's generation config
+    lists (Qwen2.5-Instruct ends its turn with <|im_end|> and also stops at <|endoftext|>)."""
+    ids = [tokenizer.eos_token_id]
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for token in [configured] if isinstance(configured, int) else list(configured or []):
+        if token is not None and token not in ids:
+            ids.append(int(token))
+    return ids
+
+
 def check_decoding(temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 1) -> None:
     if not temperature > 0:
         raise ValueError(f"sampler.temperature must be > 0, got {temperature}: the loss scores tokens under "

@@ -12,7 +12,7 @@ from r1lab.distributed import rank_and_world
 from r1lab.registry import SAMPLERS
 from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers import lean_decode
-from r1lab.samplers.base import Sampler, check_decoding
+from r1lab.samplers.base import Sampler, check_decoding, stop_token_ids
 from r1lab.strategies import sharded_parameters
 
 ENGINES = ("auto", "lean", "generate")
@@ -47,9 +47,13 @@ class _LogprobRecorder(LogitsProcessor):
         return torch.stack(self.logprobs[-width:], dim=1)
 
 
-def completion_mask_and_truncation(completion_ids: Tensor, eos_token_id: int) -> tuple[Tensor, Tensor]:
-    """Mask tokens up to and including the first EOS; rows without EOS are truncated."""
-    is_eos = completion_ids == eos_token_id
+def completion_mask_and_truncation(completion_ids: Tensor, eos_token_id: int | Sequence[int]
+                                   ) -> tuple[Tensor, Tensor]:
+    """Mask tokens up to and including the first stop token (EOS, or any of several); rows without one are
+    truncated."""
+    stops = torch.as_tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id),
+                            device=completion_ids.device)
+    is_eos = torch.isin(completion_ids, stops)
     has_eos = is_eos.any(dim=1)
     first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), completion_ids.shape[1] - 1)
     positions = torch.arange(completion_ids.shape[1], device=completion_ids.device)
@@ -111,7 +115,7 @@ class HFSampler(Sampler):
         sequences, sampler_logprobs = self.generate(model, tokenizer, encoded, group_seeds=seeds)
         prompt_width = encoded["input_ids"].shape[1]
         completion_ids = sequences[:, prompt_width:]
-        completion_mask, truncated = completion_mask_and_truncation(completion_ids, tokenizer.eos_token_id)
+        completion_mask, truncated = completion_mask_and_truncation(completion_ids, stop_token_ids(model, tokenizer))
         # Tokens after EOS are padding: mask them for attention too.
         attention_mask = torch.cat([encoded["attention_mask"], completion_mask.long()], dim=1)
         texts = [tokenizer.decode(ids[: int(n) - (0 if cut else 1)], skip_special_tokens=False)
@@ -130,7 +134,8 @@ class HFSampler(Sampler):
         `group_seeds`: one seed per group of `group_size` consecutive rows (lean engine only).
         """
         max_new_tokens = max_new_tokens or self.max_new_tokens
-        stops = [tokenizer.eos_token_id, *stop_ids]
+        ends = stop_token_ids(model, tokenizer)
+        stops = [*ends, *(i for i in stop_ids if i not in ends)]
         engine = self.engine_for(model)
         if group_seeds is not None and engine != "lean":
             raise ValueError(f"sampler.seeding=per_prompt needs the lean engine; this {model.config.model_type} model "
@@ -144,7 +149,7 @@ class HFSampler(Sampler):
         recorder = _LogprobRecorder(self.temperature) if self.record_logprobs else None
         sequences = model.generate(
             **encoded, do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-            max_new_tokens=max_new_tokens, eos_token_id=stops if stop_ids else tokenizer.eos_token_id,
+            max_new_tokens=max_new_tokens, eos_token_id=stops if len(stops) > 1 else stops[0],
             pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([recorder] if recorder else []),
             # FSDP units gather their weights with collectives in every forward: a rank whose rows all ended
             # keeps stepping until every rank's have, or the others would wait on it forever.

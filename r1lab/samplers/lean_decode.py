@@ -150,6 +150,8 @@ def lean_sample(model, input_ids: Tensor, attention_mask: Tensor, max_new_tokens
     lengths then cost about their real tokens, not batch × longest. `noise`: per-group seeded sampling
     instead of the global RNG.
     """
+    if hasattr(model, "get_base_model"):  # a peft (LoRA) model: its layers, adapters included, are the base's
+        model = model.get_base_model()
     batch, device = input_ids.shape[0], input_ids.device
     stops = torch.as_tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
     # Each distinct prompt is prefilled once and its keys and values copied to its rows (a group's G rows

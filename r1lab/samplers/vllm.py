@@ -21,7 +21,7 @@ import torch
 from r1lab.distributed import rank_and_world
 from r1lab.registry import SAMPLERS
 from r1lab.rollout import PromptBatch, Rollout
-from r1lab.samplers.base import Sampler, rollout_from_ids
+from r1lab.samplers.base import Sampler, rollout_from_ids, stop_token_ids
 from r1lab.strategies import fsdp2_units, sharded_parameters
 
 INSTALL_HINT = ("sampler=vllm needs vLLM, which is not installed: pip install 'r1lab[vllm]' (CUDA GPUs only; the "
@@ -81,15 +81,16 @@ class VLLMSampler(Sampler):
             llm.wake_up(tags=["kv_cache"])
         prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in batch.prompts]
         seeds: Sequence[int | None] = batch.seeds if batch.seeds is not None else [None] * len(batch)
+        ends = stop_token_ids(model, tokenizer)
         params = [SamplingParams(n=self.group_size, temperature=self.temperature, top_p=self.top_p,
                                  top_k=self.top_k if self.top_k > 0 else -1, max_tokens=self.max_new_tokens,
-                                 logprobs=0, seed=seed, stop_token_ids=[tokenizer.eos_token_id]) for seed in seeds]
+                                 logprobs=0, seed=seed, stop_token_ids=ends) for seed in seeds]
         outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sampling_params=params,
                                use_tqdm=False)
         if self.sleep:  # level 2 drops the weights too: the next rollout pushes the updated ones anyway
             llm.sleep(level=2)
             self.slot.weights_current = False
-        return rollout_from_vllm(outputs, tokenizer, batch, self.group_size, device=model.device)
+        return rollout_from_vllm(outputs, tokenizer, batch, self.group_size, device=model.device, stops=ends)
 
     def engine(self, model) -> Any:
         if self.slot.llm is None:
@@ -121,7 +122,8 @@ class VLLMSampler(Sampler):
         self.slot.weights_current = True
 
 
-def rollout_from_vllm(outputs: Sequence[Any], tokenizer, batch: PromptBatch, group_size: int, device=None) -> Rollout:
+def rollout_from_vllm(outputs: Sequence[Any], tokenizer, batch: PromptBatch, group_size: int, device=None,
+                      stops: Sequence[int] | None = None) -> Rollout:
     """vLLM's RequestOutputs (one per prompt, `group_size` completions each) → a Rollout.
 
     A completion that stopped on EOS keeps it as its last token (appended if vLLM left it out), as `sampler=hf`
@@ -129,6 +131,7 @@ def rollout_from_vllm(outputs: Sequence[Any], tokenizer, batch: PromptBatch, gro
     """
     prompts, columns = batch.repeat(group_size)
     eos = tokenizer.eos_token_id
+    stops = [eos] if stops is None else list(stops)
     prompt_ids, completion_ids, finished, logprobs, texts = [], [], [], [], []
     for output in outputs:
         if len(output.outputs) != group_size:
@@ -137,7 +140,7 @@ def rollout_from_vllm(outputs: Sequence[Any], tokenizer, batch: PromptBatch, gro
             ids = list(completion.token_ids)
             done = completion.finish_reason == "stop"
             values = [step[token].logprob for step, token in zip(completion.logprobs or [], ids)]
-            if done and (not ids or ids[-1] != eos):
+            if done and (not ids or ids[-1] not in stops):
                 ids.append(eos)
                 values.append(0.0)
             prompt_ids.append(list(output.prompt_token_ids))

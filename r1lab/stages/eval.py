@@ -89,6 +89,10 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
     """Sample `n` completions per problem of `cfg.task` from `cfg.model`; write eval.json and eval.md."""
     if n < 1:
         raise ValueError(f"stage.n (samples per problem) must be >= 1, got {n}")
+    too_large = sorted(k for k in ks if k > n or k < 1)
+    if too_large:
+        raise ValueError(f"k={','.join(map(str, too_large))} cannot be estimated from n={n} samples per problem: "
+                         f"pass@k and cons@k need 1 <= k <= n; raise n (n={max(too_large)}) or drop those k")
     task, policy = instantiate(cfg.task), instantiate(cfg.model)
     task.render_prompts(policy.tokenizer)
     model, tokenizer = policy.model.eval(), policy.tokenizer

@@ -3,8 +3,10 @@ Lightning."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -24,6 +26,8 @@ from r1lab.rl.step_metrics import StepMetrics
 from r1lab.tasks.datamodule import PromptDataModule
 from r1lab.trainer import make_trainer
 
+log = logging.getLogger("r1lab")
+
 
 def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | None:
     """Build the RL run from `cfg`, fit it, and return the last value of `cfg.optimized_metric`.
@@ -35,6 +39,11 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
     advantage = instantiate(cfg.advantage)
     rewards = RewardSet.from_config(cfg.get("reward") or {})  # reward=[] leaves no key at all
     optim, schedule = OptimSettings(**cfg.rl.optim), ScheduleSettings(**cfg.rl.schedule)
+    if cfg.model.get("gradient_checkpointing") and schedule.share_prompts:
+        # A recomputed layer would drop (or extend twice) the shared prompt cache: every row runs its own prompt.
+        log.info("model.gradient_checkpointing: rl.schedule.share_prompts is off (the prompt cache and recomputed "
+                 "layers do not mix)")
+        schedule = replace(schedule, share_prompts=False)
     task = instantiate(cfg.task)
     datamodule = PromptDataModule(task, instantiate(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
     checkpoint = resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir))
