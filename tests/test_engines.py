@@ -3,8 +3,9 @@ FSDP1's refusal of CPUs (checked against torch itself), two "nodes" of one proce
 SLURM-style job that hits its time limit, is requeued by submitit and continues with resume=auto.
 
 Each multi-process run logs the same metrics as one process with the same global batch and seed
-(sampler.seeding=per_prompt: completions do not depend on the number of ranks). The DeepSpeed tests need
-`pip install -e ".[deepspeed]"` and run outside the default run: python -m pytest -m deepspeed."""
+(sampler.seeding=per_prompt: completions do not depend on the number of ranks). Outside the default run (they
+would push it past 20 minutes): FSDP2, two nodes and the SLURM requeue with `python -m pytest -m distributed`
+(about 2.5 minutes); DeepSpeed, after `pip install -e ".[deepspeed]"`, with `python -m pytest -m deepspeed`."""
 
 import importlib.util
 import os
@@ -121,7 +122,7 @@ def test_torch_itself_refuses_fsdp_on_cpu(tmp_path):
     assert "refused: FSDP needs a non-CPU accelerator device" in result.stdout, result.stdout + result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.distributed
 def test_fsdp2_on_two_cpu_ranks_matches_one_process_saves_a_whole_policy_and_resumes(tmp_path, one_process_dir,
                                                                                     one_process):
     """trainer=fsdp2 (torch's fully_shard through Lightning's ModelParallelStrategy) runs on CPU: every policy
@@ -148,7 +149,7 @@ def test_the_fsdp_preset_on_cpu_stops_with_the_explanation(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- multi-node
-@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_nodes_of_one_process_each_match_one_process(tmp_path, one_process):
     """trainer=multinode as 2 nodes × 1 process on localhost: each "node" is started by hand, as a cluster's
     launcher would, with Lightning's variables (MASTER_ADDR, MASTER_PORT, NODE_RANK); both share the run dir."""
@@ -172,7 +173,7 @@ def test_two_nodes_of_one_process_each_match_one_process(tmp_path, one_process):
 
 
 # -------------------------------------------------------------------------------------------- SLURM requeue
-@pytest.mark.slow
+@pytest.mark.distributed
 def test_a_job_at_its_time_limit_is_requeued_and_continues_where_it_stopped(tmp_path):
     """Through submitit's local executor, which behaves as on SLURM: 30 s before the 1-minute limit it sends
     SIGUSR2; r1lab checkpoints and stops, submitit requeues the job, which resumes (resume=auto) and finishes.

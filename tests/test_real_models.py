@@ -6,6 +6,7 @@ checkpoint and a resume that continues the same run, and evaluation."""
 import json
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from r1lab.answers import extract_answer
@@ -68,6 +69,31 @@ def test_generation_stops_at_every_end_token_the_model_lists(model_dir):
     ids = torch.tensor([[5, endoftext, 7, 7], [5, 6, im_end, 7], [5, 6, 7, 8]])
     mask, truncated = completion_mask_and_truncation(ids, [im_end, endoftext])
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]] and truncated.tolist() == [False, False, True]
+
+
+def test_a_completion_ends_at_its_first_stop_string(model_dir):
+    from r1lab.rollout import PromptBatch
+    from r1lab.samplers.base import cut_at_stop_strings
+    from r1lab.samplers.hf import HFSampler
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    texts = ["<think>so 7</think><answer>7</answer> and then more", "no stop here at all"]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(map(len, ids))
+    padded = torch.tensor([row + [0] * (width - len(row)) for row in ids])
+    mask = torch.tensor([[1.0] * len(row) + [0.0] * (width - len(row)) for row in ids])
+    cut_mask, truncated, ended = cut_at_stop_strings(tokenizer, padded, mask, torch.tensor([True, True]),
+                                                     ["</answer>"])
+    kept = tokenizer.decode(ids[0][:int(cut_mask[0].sum())])
+    assert kept == "<think>so 7</think><answer>7</answer>" and ended == [True, False]
+    assert truncated.tolist() == [False, True] and cut_mask[1].tolist() == mask[1].tolist()
+    # In a rollout: no completion runs past the stop string, and one that reached it is not truncated.
+    policy = load_policy(str(model_dir))
+    batch = PromptBatch(["<answer>", "x"], {"answer": ["1", "2"]}, [0, 1])
+    rollout = HFSampler(group_size=4, max_new_tokens=12, stop_strings=["e"]).rollout(policy.model, policy.tokenizer,
+                                                                                    batch)
+    for completion, cut in zip(rollout.completions, rollout.truncated.tolist()):
+        assert "e" not in completion[:-1] and (completion.endswith("e") or cut or completion == "")
 
 
 def test_the_answer_is_read_where_the_task_says():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 from transformers import PreTrainedModel
@@ -122,3 +123,34 @@ def rollout_from_ids(pad_token_id: int, prompts: list[str], completions: list[st
                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                    completion_mask=completion_mask.to(device), truncated=torch.tensor([not f for f in finished]),
                    columns=columns, sampler_logprobs=None if sampler_logprobs is None else sampler_logprobs.to(device))
+
+
+def cut_at_stop_strings(tokenizer, completion_ids, completion_mask, truncated, stop_strings: Sequence[str]):
+    """End each completion at the first of `stop_strings` (kept in the completion, as vLLM's
+    include_stop_str_in_output does): the mask ends at the token that completes it and the row counts as
+    finished. Returns (mask, truncated, ended_by_string) as new tensors/list; rows without one are unchanged."""
+    mask, truncated = completion_mask.clone(), truncated.clone()
+    ended = [False] * len(completion_ids)
+    for row, ids in enumerate(completion_ids.tolist()):
+        ids = ids[:int(mask[row].sum())]
+
+        def contains(k: int) -> bool:
+            text = tokenizer.decode(ids[:k], skip_special_tokens=False)
+            return any(stop in text for stop in stop_strings)
+
+        if not ids or not contains(len(ids)):
+            continue
+        low, high = 1, len(ids)  # the shortest prefix that contains a stop string (containment only grows)
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if contains(middle) else (middle + 1, high)
+        mask[row, low:] = 0.0
+        truncated[row] = False
+        ended[row] = True
+    return mask, truncated, ended
+
+
+def end_at_stop_string(text: str, stop_strings: Sequence[str]) -> str:
+    """`text` up to and including its first stop string (the last token may carry characters past it)."""
+    ends = [text.find(stop) + len(stop) for stop in stop_strings if stop in text]
+    return text[:min(ends)] if ends else text

@@ -12,7 +12,7 @@ from r1lab.distributed import rank_and_world
 from r1lab.registry import SAMPLERS
 from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers import lean_decode
-from r1lab.samplers.base import Sampler, check_decoding, stop_token_ids
+from r1lab.samplers.base import Sampler, check_decoding, cut_at_stop_strings, end_at_stop_string, stop_token_ids
 from r1lab.strategies import sharded_parameters
 
 ENGINES = ("auto", "lean", "generate")
@@ -75,8 +75,9 @@ class HFSampler(Sampler):
 
     def __init__(self, group_size: int = 8, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  max_new_tokens: int = 256, record_logprobs: bool = True, engine: str = "auto",
-                 seeding: str = "global"):
+                 seeding: str = "global", stop_strings: Sequence[str] = ()):
         super().__init__(group_size, temperature, max_new_tokens)
+        self.stop_strings = [s for s in stop_strings if s]  # e.g. ["</answer>"]: a completion ends there
         check_decoding(top_p=top_p)
         if engine not in ENGINES:
             raise ValueError(f"sampler.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -116,10 +117,15 @@ class HFSampler(Sampler):
         prompt_width = encoded["input_ids"].shape[1]
         completion_ids = sequences[:, prompt_width:]
         completion_mask, truncated = completion_mask_and_truncation(completion_ids, stop_token_ids(model, tokenizer))
+        by_string = [False] * len(completion_ids)
+        if self.stop_strings:  # decoding runs on; the completion ends at its first stop string (kept in it)
+            completion_mask, truncated, by_string = cut_at_stop_strings(tokenizer, completion_ids, completion_mask,
+                                                                        truncated, self.stop_strings)
         # Tokens after EOS are padding: mask them for attention too.
         attention_mask = torch.cat([encoded["attention_mask"], completion_mask.long()], dim=1)
-        texts = [tokenizer.decode(ids[: int(n) - (0 if cut else 1)], skip_special_tokens=False)
-                 for ids, n, cut in zip(completion_ids, completion_mask.sum(1), truncated)]
+        texts = [tokenizer.decode(ids[: int(n) - (0 if cut or string else 1)], skip_special_tokens=False)
+                 for ids, n, cut, string in zip(completion_ids, completion_mask.sum(1), truncated, by_string)]
+        texts = [end_at_stop_string(t, self.stop_strings) if string else t for t, string in zip(texts, by_string)]
         return Rollout(
             prompts=prompts, completions=texts, group_size=self.group_size, input_ids=sequences,
             attention_mask=attention_mask, completion_mask=completion_mask, truncated=truncated, columns=columns,

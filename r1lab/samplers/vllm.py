@@ -47,8 +47,9 @@ class VLLMSampler(Sampler):
     def __init__(self, group_size: int = 8, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  max_new_tokens: int = 256, gpu_memory_utilization: float = 0.3, tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, sleep: bool = True, dtype: str = "auto",
-                 enforce_eager: bool = False):
+                 enforce_eager: bool = False, stop_strings: Sequence[str] = ()):
         super().__init__(group_size, temperature, max_new_tokens)
+        self.stop_strings = [s for s in stop_strings if s]
         if not vllm_available():
             raise ImportError(INSTALL_HINT)
         if not 0 < gpu_memory_utilization <= 1:
@@ -84,7 +85,8 @@ class VLLMSampler(Sampler):
         ends = stop_token_ids(model, tokenizer)
         params = [SamplingParams(n=self.group_size, temperature=self.temperature, top_p=self.top_p,
                                  top_k=self.top_k if self.top_k > 0 else -1, max_tokens=self.max_new_tokens,
-                                 logprobs=0, seed=seed, stop_token_ids=ends) for seed in seeds]
+                                 logprobs=0, seed=seed, stop_token_ids=ends, stop=self.stop_strings or None,
+                                 include_stop_str_in_output=True) for seed in seeds]
         outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sampling_params=params,
                                use_tqdm=False)
         if self.sleep:  # level 2 drops the weights too: the next rollout pushes the updated ones anyway
@@ -139,15 +141,16 @@ def rollout_from_vllm(outputs: Sequence[Any], tokenizer, batch: PromptBatch, gro
         for completion in output.outputs:
             ids = list(completion.token_ids)
             done = completion.finish_reason == "stop"
+            by_string = isinstance(getattr(completion, "stop_reason", None), str)  # a stop string, no stop token
             values = [step[token].logprob for step, token in zip(completion.logprobs or [], ids)]
-            if done and (not ids or ids[-1] not in stops):
+            if done and not by_string and (not ids or ids[-1] not in stops):
                 ids.append(eos)
                 values.append(0.0)
             prompt_ids.append(list(output.prompt_token_ids))
             completion_ids.append(ids)
             finished.append(done)
             logprobs.append(values if completion.logprobs is not None else None)
-            texts.append(tokenizer.decode(ids[:-1] if done else ids, skip_special_tokens=False))
+            texts.append(tokenizer.decode(ids[:-1] if done and not by_string else ids, skip_special_tokens=False))
     known = all(values is not None for values in logprobs)
     return rollout_from_ids(tokenizer.pad_token_id, prompts, texts, prompt_ids, completion_ids, finished, group_size,
                             columns, logprobs=logprobs if known else None, device=device)
