@@ -14,9 +14,8 @@ from typing import Any
 from r1lab.answers import extract_answer
 from r1lab.equations import solves_countdown
 from r1lab.jsonl import read_jsonl
-from r1lab.paths import where_data_is_looked_for
 from r1lab.tasks.base import PromptTask
-from r1lab.tasks.jsonl import TaskDataError
+from r1lab.tasks.jsonl import TaskDataError, existing_data_file
 
 QUESTION = ("Using the numbers {nums}, create an equation that equals {target}. You can use basic arithmetic "
             "operations (+, -, *, /) and each number can only be used once. Show your work in <think> </think> "
@@ -44,11 +43,7 @@ class CountdownTask(PromptTask):
                  name: str = "countdown", **prompting: Any):
         super().__init__(prompt_template, **prompting)
         self.name = name
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise TaskDataError(f"task {name!r}: data file {str(file)!r} does not exist; set task.path, or "
-                                f"R1LAB_DATA_DIR to the folder that holds countdown/ (looked at: "
-                                f"{where_data_is_looked_for()})")
+        file = existing_data_file(path, name, "countdown/")
         for position, record in enumerate(read_records(file, name)):
             if "target" not in record or "nums" not in record:
                 raise TaskDataError(f"task {name!r}: row {position + 1} of {file} has no 'target' or 'nums' "

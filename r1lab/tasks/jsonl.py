@@ -15,6 +15,17 @@ class TaskDataError(DataFileError):
     pass
 
 
+def existing_data_file(path: str, task: str, folders: str) -> Path:
+    """`path` as a file that exists, or an error naming it, the `folders` R1LAB_DATA_DIR should hold and where
+    r1lab looked."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise TaskDataError(f"task {task!r}: data file {str(file)!r} does not exist; set task.path, or "
+                            f"R1LAB_DATA_DIR to the folder that holds {folders} (looked at: "
+                            f"{where_data_is_looked_for()})")
+    return file
+
+
 class JsonlTask(PromptTask):
     """Rows from a JSONL file: `question_key` is the problem, `answer_key` the gold answer.
 
@@ -28,11 +39,7 @@ class JsonlTask(PromptTask):
                  **prompting: Any):
         super().__init__(prompt_template, **prompting)
         self.name = name
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise TaskDataError(f"task {name!r}: data file {str(file)!r} does not exist; set task.path, or "
-                                f"R1LAB_DATA_DIR to the folder that holds gsm8k/ and math500/ (looked at: "
-                                f"{where_data_is_looked_for()})")
+        file = existing_data_file(path, name, "gsm8k/ and math500/")
         pattern = re.compile(answer_regex, re.MULTILINE) if answer_regex else None
         for line_number, record in read_jsonl(file, f"task {name!r}"):
             for key in (question_key, answer_key, *keep_keys):
