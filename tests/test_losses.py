@@ -190,7 +190,9 @@ def test_gspo_clips_one_sequence_level_ratio_per_completion_by_hand():
                                                                             advantages, mask)
     s1, s2 = (1.1 * 0.9 * 1.15) ** (1 / 3), (0.5 * 1.0) ** (1 / 2)  # 1.0442..., 0.7071...
     # Completion 1: A > 0, s1 inside [0.8, 1.2]: -s1. Completion 2: A < 0, s2 < 0.8: clipped, -(-0.8) = 0.8.
+    assert 0.8 <= s1 <= 1.2 and s2 < 0.8
     assert out.loss.item() == pytest.approx((-s1 + 0.8) / 2, abs=1e-6)
+    assert out.metrics["ratio"] == pytest.approx((3 * s1 + 2 * s2) / 5, abs=1e-6)  # the sequence ratio, per token
     assert out.metrics["clip_frac_low"] == pytest.approx(2 / 5) and out.metrics["clip_frac_high"] == 0.0
     out.loss.backward()
     # d(-s1/2)/d log ρ_1t = -s1 / (2 · 3) on each token of completion 1 alike; completion 2 is clipped: 0.
