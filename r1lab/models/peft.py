@@ -14,7 +14,6 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-METHODS = ("lora",)
 EXPORTS = ("merged", "adapter")
 
 
@@ -35,6 +34,10 @@ def add_lora(model: PreTrainedModel, r: int = 16, alpha: int = 32, dropout: floa
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+# model.peft=NAME → the function that adds those adapters (options from model.<NAME>, e.g. model.lora).
+METHODS = {"lora": add_lora}
 
 
 def is_adapter_folder(path: str | Path) -> bool:

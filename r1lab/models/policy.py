@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
-from r1lab.models.peft import METHODS, add_lora, adapter_base, is_adapter_folder, load_adapter
+from r1lab.models.peft import METHODS, adapter_base, is_adapter_folder, load_adapter
 from r1lab.models.tokenizers import R1_TAGS, build_char_tokenizer
 
 # tokenizer_config classes that mean "a plain `tokenizers` file": load them as PreTrainedTokenizerFast, which
@@ -109,8 +109,9 @@ def load_policy(name_or_path: str | None = None, random_init: dict[str, Any] | N
     _prepare_tokenizer(policy.tokenizer)
     if gradient_checkpointing:
         policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if peft == "lora":
-        policy = Policy(add_lora(policy.model, **dict(lora or {})), policy.tokenizer, f"{policy.source} + LoRA")
+    if peft is not None:
+        adapted = METHODS[peft](policy.model, **dict(lora or {}))
+        policy = Policy(adapted, policy.tokenizer, f"{policy.source} + {peft.upper()}")
     return policy
 
 
