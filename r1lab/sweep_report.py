@@ -8,7 +8,8 @@ carries them, so the report needs nothing but the folder. Claim kinds:
 - `compare`: runs grouped by the override `by`; `mean stat(metric)` of group `left` + `margin` op that of
   `right` ("left >= right - 0.1" is `op: ">="`, `margin: 0.1`).
 - `correlation`: the Spearman sign of (value of `by`, stat(metric)) across runs is `sign`.
-- `pipeline_compare`: in a pipeline run's pipeline.json, stage `left`'s `metric` (+ `margin`) op stage `right`'s.
+- `pipeline_compare`: in pipeline runs' pipeline.json, stage `left`'s `metric` (+ `margin`) op stage `right`'s,
+  as means over the pipeline runs (e.g. one per seed).
 
 Stats: `end` (mean of the last 5 logged values), `start` (first 5), `change` (end − start), `mean`.
 Runs Hydra planned but that left no metrics are listed as missing; a claim without data says so.
@@ -174,10 +175,16 @@ def verdict(claim: dict[str, Any], runs: list[Run]) -> dict[str, Any]:
         ok = data and (rho < 0 if claim["sign"] == "negative" else rho > 0)
         out |= {"evidence": {"spearman": rho, "points": pairs}, "ok": ok, "data": data}
     elif kind == "pipeline_compare":
-        stages = next((r.pipeline for r in runs if r.pipeline), None) or {}
-        left, right = (stages.get(claim[s], {}).get(metric, math.nan) for s in ("left", "right"))
-        data = math.isfinite(left) and math.isfinite(right)
-        out |= {"evidence": {claim["left"]: left, claim["right"]: right},
+        # Each pipeline run (e.g. one per seed) gives a pair; the claim is about their means.
+        pairs = [tuple(r.pipeline.get(claim[s], {}).get(metric, math.nan) for s in ("left", "right"))
+                 for r in runs if r.pipeline]
+        pairs = [p for p in pairs if all(math.isfinite(v) for v in p)]
+        data = bool(pairs)
+        left, right = ((sum(p[i] for p in pairs) / len(pairs)) if data else math.nan for i in (0, 1))
+        evidence = {claim["left"]: left, claim["right"]: right}
+        if len(pairs) > 1:
+            evidence[f"per run ({claim['left']}, {claim['right']})"] = pairs
+        out |= {"evidence": evidence,
                 "ok": data and OPS[claim["op"]](left + float(claim.get("margin", 0.0)), right), "data": data}
     else:
         raise ValueError(f"unknown claim kind {kind!r}; use every_run, compare, correlation or pipeline_compare")

@@ -16,7 +16,7 @@ from r1lab.testing import FAST, run_cli
 SWEEPS = REPO / "sweeps"
 SMOKE = ["trainer.max_steps=2", *FAST]
 RUNS = {"aha": 3, "beta_eps_group": 8, "length_penalty": 3, "language_consistency": 3, "prm_vs_rule": 3,
-        "mcts_vs_sampling": 4, "dr_grpo_vs_grpo": 2, "distill_vs_rl": 1}
+        "mcts_vs_sampling": 6, "dr_grpo_vs_grpo": 2, "distill_vs_rl": 1}
 
 
 def series(*values):
@@ -44,6 +44,11 @@ def test_every_run_compare_correlation_and_pipeline_claims_by_hand():
     claim = {"claim": "p", "kind": "pipeline_compare", "metric": "accuracy", "left": "s", "op": ">", "right": "t"}
     assert verdict(claim, [pipeline])["verdict"] == "reproduced"
     assert verdict(claim | {"margin": -0.3}, [pipeline])["verdict"] == "not reproduced"  # 0.6 - 0.3 < 0.4
+    seeds = [pipeline, Run("1", Path("1"), {}, {}, {"s": {"accuracy": 0.2}, "t": {"accuracy": 0.5}})]
+    result = verdict(claim, seeds)  # means over the runs: 0.4 vs 0.45
+    assert result["verdict"] == "not reproduced"
+    assert result["evidence"]["s"] == pytest.approx(0.4) and result["evidence"]["t"] == pytest.approx(0.45)
+    assert result["evidence"]["per run (s, t)"] == [(0.6, 0.4), (0.2, 0.5)]
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert split_values("[accuracy,format],[prm]") == ["[accuracy,format]", "[prm]"]
 
@@ -52,7 +57,9 @@ def test_every_run_compare_correlation_and_pipeline_claims_by_hand():
 def test_each_sweep_smoke_runs_and_reports(name, tmp_path):
     folder = tmp_path / name
     swept = set(compose_sweep(name, hydra=True).hydra.sweeper.params)
-    extra = ["stage.smoke=true"] if name == "distill_vs_rl" else [o for o in SMOKE if o.split("=")[0] not in swept]
+    # distill_vs_rl: one seed's pipeline, its stages' own smoke settings (the full sweep runs three seeds)
+    extra = (["stage.smoke=true", "seed=0"] if name == "distill_vs_rl"
+             else [o for o in SMOKE if o.split("=")[0] not in swept])
     run_cli(["-m", "-cd", str(SWEEPS), "-cn", name, *extra, f"hydra.sweep.dir={folder}"], cwd=tmp_path)
     run_cli(["report", str(folder)], cwd=tmp_path)
     report = (folder / "report.md").read_text()

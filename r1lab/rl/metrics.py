@@ -31,10 +31,14 @@ def accuracy_by_difficulty(rollout: Rollout, accuracy: torch.Tensor, hard_diffic
     return metrics
 
 
+def generated_tokens(rollout: Rollout) -> torch.Tensor:
+    """(N,) tokens the sampler generated for each row: its completion, or its share of a search's cost."""
+    return rollout.generated_tokens if rollout.generated_tokens is not None else rollout.completion_lengths
+
+
 def generation_cost(rollout: Rollout, accuracy: torch.Tensor) -> dict[str, float]:
     """Tokens the sampler generated per completion and per correct completion (search costs more)."""
-    generated = rollout.generated_tokens if rollout.generated_tokens is not None else rollout.completion_lengths
-    total = float(generated.sum())
+    total = float(generated_tokens(rollout).sum())
     metrics = {"perf/tokens_per_completion": total / rollout.num_completions}
     correct = float(accuracy.nan_to_num(0.0).sum())
     if correct > 0:

@@ -15,7 +15,7 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from r1lab.diagnostics import mixes_languages
 from r1lab.language import make_identifier
@@ -81,7 +81,9 @@ def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] |
         value = run_stage(stage_cfg)
         results[name] = {"dir": str(stage_dir), "overrides": overrides, "value": value}
         if evaluate and (stage_dir / "policy" / "config.json").is_file():
-            results[name] |= readability(stage_dir / "policy", cfg.task, cfg.sampler, evaluate.get("samples", 4),
+            # e.g. held-out problems: the task under another seed (resolved first: the merge leaves the root behind)
+            task_cfg = OmegaConf.merge(OmegaConf.to_container(cfg.task, resolve=True), evaluate.get("task_overrides") or {})
+            results[name] |= readability(stage_dir / "policy", task_cfg, cfg.sampler, evaluate.get("samples", 4),
                                          evaluate.get("limit", 64), evaluate.get("max_new_tokens", 100), cfg.seed)
         (run_dir / "pipeline.json").write_text(json.dumps(results, indent=2))  # after each stage: partial too
     keys = ["accuracy", "format_rate", "mixed_rate", "completion_len"]

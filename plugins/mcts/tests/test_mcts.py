@@ -85,11 +85,14 @@ def test_the_experiment_runs_both_samplers(tmp_path):
     from r1lab.testing import read_scalars, run_cli
 
     run_cli(["+experiment=mcts_vs_sampling", "trainer.max_steps=1", "rl.prompts_per_step=1", "sampler.group_size=2",
-             "trainer.enable_progress_bar=false",
+             "sampler.max_new_tokens=16", "callbacks.heldout.limit=8", "trainer.enable_progress_bar=false",
              f"hydra.sweep.dir={tmp_path}"], cwd=tmp_path)
     runs = sorted(p for p in tmp_path.iterdir() if (p / "tb").is_dir())
     assert len(runs) == 2
     chosen = [(run / ".hydra" / "overrides.yaml").read_text() for run in runs]
     assert "sampler=hf" in chosen[0] and "sampler=mcts" in chosen[1]
     for run in runs:
-        assert len(read_scalars(run)["perf/tokens_per_completion"]) == 1
+        scalars = read_scalars(run)
+        assert len(scalars["perf/tokens_per_completion"]) == 1
+        assert scalars["perf/generated_tokens"][0][1] > 0  # the budget's running total
+        assert [step for step, _ in scalars["eval/heldout_greedy"]] == [0]  # the held-out check after training
