@@ -19,6 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from r1lab.rl.metrics import mean_by_difficulty
 from r1lab.rollout import PromptBatch
 from r1lab.samplers.base import GREEDY
 from r1lab.samplers.hf import HFSampler
@@ -81,9 +82,6 @@ class HeldOutEval(pl.Callback):
                 rollout = sampler.rollout(model, pl_module.tokenizer, batch)
                 correct += self.task.verify(rollout.completions, rollout.columns)
         model.train(was_training)
-        results = {"eval/heldout_greedy": sum(correct) / len(correct)}
         levels = [row.get("difficulty") for row in self.rows]
-        for level in sorted({lv for lv in levels if lv is not None}, key=str):
-            picked = [c for c, lv in zip(correct, levels) if lv == level]
-            results[f"eval/heldout_greedy_d{level}"] = sum(picked) / len(picked)
-        return results
+        return {"eval/heldout_greedy": sum(correct) / len(correct),
+                **mean_by_difficulty(correct, levels, "eval/heldout_greedy_d")}

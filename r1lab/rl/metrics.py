@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -22,12 +23,18 @@ def accuracy_by_difficulty(rollout: Rollout, accuracy: torch.Tensor, hard_diffic
     difficulty = rollout.columns.get("difficulty")
     if difficulty is None:
         return {}
-    metrics = {}
-    for level in sorted(set(difficulty)):
-        picked = accuracy[[i for i, d in enumerate(difficulty) if d == level]]
-        metrics[f"train/accuracy_d{level}"] = picked.float().mean().item()
+    metrics = mean_by_difficulty(accuracy.float().tolist(), difficulty, "train/accuracy_d")
     if hard_difficulty is not None and hard_difficulty in difficulty:
         metrics["train/accuracy_hard"] = metrics[f"train/accuracy_d{hard_difficulty}"]
+    return metrics
+
+
+def mean_by_difficulty(values: Sequence[float], difficulty: Sequence[Any], prefix: str) -> dict[str, float]:
+    """`<prefix><k>`: the mean of `values` over the rows labelled difficulty k (unlabelled rows skipped)."""
+    metrics = {}
+    for level in sorted({d for d in difficulty if d is not None}, key=str):
+        picked = [v for v, d in zip(values, difficulty) if d == level]
+        metrics[f"{prefix}{level}"] = sum(picked) / len(picked)
     return metrics
 
 
