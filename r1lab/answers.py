@@ -36,15 +36,26 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-ANSWER_FORMATS = ("auto", "answer_tag", "boxed")
+# A number as written in prose: thousands separators, decimals, a minus sign that is not a subtraction ("7-2").
+NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+ANSWER_FORMATS = ("auto", "answer_tag", "boxed", "last_number")
+
+
+def last_number(text: str) -> str | None:
+    """The last number written in `text` ("so 23 + 58 = 81." → "81"), or None."""
+    numbers = NUMBER.findall(text)
+    return numbers[-1] if numbers else None
 
 
 def extract_answer(completion: str, answer_format: str = "auto") -> str | None:
     """The final answer: `auto` the last <answer>…</answer>, else the last \\boxed{…}; `answer_tag` the last
-    <answer> only; `boxed` the last \\boxed{} only. None when there is none. A \\boxed{} inside the <answer>
-    is the answer ("<answer>\\boxed{5}</answer>" counts as 5)."""
+    <answer> only; `boxed` the last \\boxed{} only; `last_number` the last number written anywhere (for
+    instruct models that answer in prose). None when there is none. A \\boxed{} inside the <answer> is the
+    answer ("<answer>\\boxed{5}</answer>" counts as 5)."""
     if answer_format not in ANSWER_FORMATS:
         raise ValueError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {answer_format!r}")
+    if answer_format == "last_number":
+        return last_number(completion)
     if answer_format != "boxed":
         tagged = ANSWER_TAG.findall(completion)
         if tagged:

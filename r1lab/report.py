@@ -53,6 +53,10 @@ def summary_markdown(run_dir: Path, scalars: dict[str, list[tuple[int, float]]])
             continue
         values = start_end(scalars[tag])
         lines.append(f"| `{tag}` | {values.start:.3f} | {values.end:.3f} | {values.end - values.start:+.3f} |")
+    heldout = scalars.get("eval/heldout_greedy", [])
+    if heldout:  # callbacks.heldout: the final policy's value, and the starting policy's with before=true
+        points = " → ".join(f"{value:.3f} (step {step})" for step, value in heldout)
+        lines += ["", f"Held-out greedy accuracy (`eval/heldout_greedy`): {points}."]
     steps = max((s for series in scalars.values() for s, _ in series), default=-1) + 1
     lines += ["", f"Steps logged: {steps}.", ""]
     return "\n".join(lines)

@@ -43,7 +43,7 @@ def test_summarise_averages_over_problems():
 
 
 def test_the_eval_command_on_the_toy_model(tmp_path):
-    run_cli(["eval", "model=toy", "task=toy_addition", "n=4", "k=1,4", "limit=8", "sampler.max_new_tokens=48",
+    run_cli(["eval", "model=toy", "task=toy_addition", "n=4", "k=1,4", "limit=8", "max_new_tokens=48",
              f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
     report = json.loads((tmp_path / "eval.json").read_text())
     everything = report["results"]["all"]
@@ -51,3 +51,15 @@ def test_the_eval_command_on_the_toy_model(tmp_path):
     assert 0 <= everything["pass@1"] <= everything["pass@4"] <= 1
     assert {"cons@4", "greedy"} <= set(everything)
     assert "| all | 8 |" in (tmp_path / "eval.md").read_text()
+
+
+def test_cons_at_k_votes_on_answers_read_where_the_task_reads_them():
+    """A task that reads the last number (instruct models answering in prose): the vote reads it too."""
+    prose = ["23 + 58 = 81.", "It is 81", "I think 80", "81!"]
+    verdicts = [1.0, 1.0, 0.0, 1.0]
+    assert cons_at_k(prose, verdicts, 4, "last_number") == 1.0
+    assert cons_at_k(prose, verdicts, 4) == 0.0  # read as <answer>/\boxed{}: nothing votes
+    assert cons_at_k(["80", "79", "81", "81"], [0.0, 0.0, 1.0, 1.0], 4, "last_number") == 1.0
+    metrics = summarise([verdicts], [prose], ks=[4], answer_format="last_number")
+    assert metrics["cons@4"] == 1.0 and metrics["pass@1"] == 0.75
+

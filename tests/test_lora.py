@@ -82,7 +82,7 @@ def test_a_lora_run_checkpoints_adapters_resumes_and_exports(tmp_path):
     reloaded = load_policy(str(split / "policy")).model.state_dict()
     assert set(reloaded) <= set(merged) and all(torch.allclose(reloaded[k], merged[k], atol=1e-5) for k in reloaded)
     run_cli(["eval", f"model={split / 'policy'}", "task=toy_addition", "n=2", "k=1", "limit=4", "greedy=false",
-             "sampler.max_new_tokens=16", f"hydra.run.dir={tmp_path / 'eval'}"], cwd=tmp_path)
+             "max_new_tokens=16", f"hydra.run.dir={tmp_path / 'eval'}"], cwd=tmp_path)
     assert "(LoRA, merged)" in json.loads((tmp_path / "eval" / "eval.json").read_text())["model"]
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from r1lab.answers import extract_answer
+from r1lab.answers import extract_answer, is_correct
 from r1lab.models import load_policy
 from r1lab.tasks.jsonl import JsonlTask
 from r1lab.testing import FAST, build_bpe_model, read_scalars, run_cli
@@ -100,8 +100,16 @@ def test_the_answer_is_read_where_the_task_says():
     both = "<think>\\boxed{3}</think><answer>5</answer>"
     assert extract_answer(both) == "5" and extract_answer(both, "boxed") == "3"
     assert extract_answer("so \\boxed{7}.", "answer_tag") is None and extract_answer("so \\boxed{7}.") == "7"
-    with pytest.raises(ValueError, match="answer_format must be one of auto, answer_tag, boxed"):
-        extract_answer("x", "last_number")
+    with pytest.raises(ValueError, match="answer_format must be one of auto, answer_tag, boxed, last_number"):
+        extract_answer("x", "last_answer")
+
+
+def test_last_number_reads_the_last_number_written_in_prose():
+    cases = {"23 + 58 = 81.": "81", "It costs 1,234 dollars": "1,234", "58-23=35": "35", "x is -5": "-5",
+             "pi is 3.14 and then 2.": "2", "1,2,3": "3", "no digits here": None, "v2 of the plan": None}
+    assert {text: extract_answer(text, "last_number") for text in cases} == cases
+    assert is_correct("so 23 + 58 = 1,081.", "1081", "last_number")  # thousands separators as graders drop them
+    assert not is_correct("81, or maybe 82", "81", "last_number")  # the last number is the answer, not any
 
 
 @pytest.mark.slow
@@ -123,6 +131,6 @@ def test_a_bpe_chat_model_trains_checkpoints_resumes_and_evaluates(model_dir, tm
 
     evaluated = tmp_path / "eval"
     run_cli(["eval", f"model={whole / 'policy'}", "task=gsm8k", "task.prompt_format=chat", "n=2", "k=1,2",
-             "limit=4", "sampler.max_new_tokens=16", f"hydra.run.dir={evaluated}"], cwd=tmp_path)
+             "limit=4", "max_new_tokens=16", f"hydra.run.dir={evaluated}"], cwd=tmp_path)
     report = json.loads((evaluated / "eval.json").read_text())
     assert report["results"]["all"]["problems"] == 4 and 0 <= report["results"]["all"]["pass@1"] <= 1

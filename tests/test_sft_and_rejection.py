@@ -85,3 +85,14 @@ def test_the_sft_and_rejection_stages_run(tmp_path):
     judge = build_filters(dedupe=False)
     kept, _ = apply_filters([candidate(r["completion"], r["answer"], prompt=r["prompt"]) for r in rows], judge)
     assert len(kept) == len(rows)  # every written row passes accuracy and format
+
+
+def test_sft_reprompts_pairs_into_the_students_format_and_refuses_pairs_without_a_question():
+    from r1lab.stages.sft import SFTDataError, reprompted
+    from r1lab.tasks.arithmetic import AdditionTask
+
+    student = AdditionTask(num_problems=1, prompt_template="Q: {question}\nA:")
+    rows = [{"prompt": "User: 2+3\nAssistant: <think>", "completion": "2+3=5</think>", "question": "2+3"}]
+    assert reprompted(rows, student, tokenizer=None) == [{**rows[0], "prompt": "Q: 2+3\nA:"}]
+    with pytest.raises(SFTDataError, match="1 of 2 pairs have none"):
+        reprompted(rows + [{"prompt": "p", "completion": "c", "question": None}], student, tokenizer=None)

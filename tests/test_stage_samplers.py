@@ -45,7 +45,7 @@ def test_evaluation_samples_with_the_configured_sampler(tmp_path):
     """sampler.top_k=1 reaches the evaluation (the stage sets T and top-p, not top-k): every sample is the
     argmax completion, so the n samples of a problem agree (pass@1 = pass@n = cons@n) and match greedy
     decoding. Sampled at T = 0.6 instead, the toy model's pass@1 and pass@4 differ on these problems."""
-    run_cli(["eval", "model=toy", "task=toy_addition", "n=4", "k=1,4", "limit=48", "sampler.max_new_tokens=48",
+    run_cli(["eval", "model=toy", "task=toy_addition", "n=4", "k=1,4", "limit=48", "max_new_tokens=48",
              "sampler.top_k=1", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
     report = json.loads((tmp_path / "eval.json").read_text())
     metrics = report["results"]["all"]
@@ -56,7 +56,7 @@ def test_evaluation_samples_with_the_configured_sampler(tmp_path):
 
 
 def test_evaluation_with_one_sample_per_problem(tmp_path):
-    run_cli(["eval", "model=toy", "task=toy_addition", "n=1", "k=1", "limit=4", "sampler.max_new_tokens=48",
+    run_cli(["eval", "model=toy", "task=toy_addition", "n=1", "k=1", "limit=4", "max_new_tokens=48",
              "greedy=false", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
     metrics = json.loads((tmp_path / "eval.json").read_text())["results"]["all"]
     assert metrics["samples_per_problem"] == 1 and set(metrics) == {"problems", "samples_per_problem", "pass@1",

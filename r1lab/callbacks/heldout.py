@@ -6,6 +6,8 @@ sampler, whatever sampler trained it, on a held-out task (the training task's co
 e.g. another seed), drops any problem whose question the training task also holds, and logs
 `eval/heldout_greedy` (and `eval/heldout_greedy_d<k>` per difficulty) at the last RL step, and writes
 `heldout.json`. The held-out set is built when fitting starts, so a bad task config fails before training.
+With `before=true` the starting policy is measured too, at step 0 under the same tag (a fresh run only: a
+resumed run keeps the value its first part logged), so the curve shows before and after.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from r1lab.strategies import generation_parameters
 
 class HeldOutEval(pl.Callback):
     def __init__(self, task: DictConfig | dict | None = None, overrides: DictConfig | dict | None = None,
-                 limit: int = 256, max_new_tokens: int | None = None, prompts_per_batch: int = 32):
+                 limit: int = 256, max_new_tokens: int | None = None, prompts_per_batch: int = 32,
+                 before: bool = False):
         if limit < 1 or prompts_per_batch < 1:
             raise ValueError(f"callbacks.heldout.limit and prompts_per_batch must be >= 1, got {limit}, "
                              f"{prompts_per_batch}")
@@ -36,6 +39,8 @@ class HeldOutEval(pl.Callback):
             task = OmegaConf.to_container(task, resolve=True)
         self.task_cfg = None if task is None else OmegaConf.merge(task, overrides or {})
         self.limit, self.max_new_tokens, self.prompts_per_batch = limit, max_new_tokens, prompts_per_batch
+        self.before = before
+        self.before_results: dict[str, float] | None = None
         self.task: Any = None
         self.rows: list[dict[str, Any]] = []
 
@@ -52,6 +57,18 @@ class HeldOutEval(pl.Callback):
                              "training problem; give it other problems (callbacks.heldout.overrides, e.g. "
                              "{seed: 4321})")
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (self.rows and self.before) or getattr(pl_module, "resumed_at", None) is not None:
+            return
+        self.before_results = self.evaluate(pl_module)
+        if trainer.is_global_zero:
+            self._log(trainer, self.before_results, step=0)
+            report = {"task": self.task.name, "problems": len(self.rows), "decoding": "greedy",
+                      "before": self.before_results}  # kept for a resumed run, completed at the end
+            (Path(trainer.default_root_dir) / "heldout.json").write_text(json.dumps(report, indent=2))
+            print(f"held-out greedy accuracy before training, on {len(self.rows)} problems: "
+                  f"{self.before_results['eval/heldout_greedy']:.3f}")
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.rows:
             return
@@ -59,13 +76,22 @@ class HeldOutEval(pl.Callback):
         if not trainer.is_global_zero:
             return
         step = max(pl_module.rl_step - 1, 0)  # the last RL step's x, beside its training metrics
+        self._log(trainer, results, step)
+        report = {"task": self.task.name, "problems": len(self.rows), "decoding": "greedy", "step": step,
+                  "results": results}
+        path = Path(trainer.default_root_dir) / "heldout.json"
+        before = self.before_results
+        if before is None and path.is_file():  # a resumed run: the first part measured the start
+            before = json.loads(path.read_text()).get("before")
+        if before is not None:
+            report["before"] = before
+        path.write_text(json.dumps(report, indent=2))
+        print(f"held-out greedy accuracy on {len(self.rows)} problems: {results['eval/heldout_greedy']:.3f}")
+
+    def _log(self, trainer: pl.Trainer, results: dict[str, float], step: int) -> None:
         if trainer.logger:
             trainer.logger.log_metrics(results, step=step)
             trainer.logger.save()
-        report = {"task": self.task.name, "problems": len(self.rows), "decoding": "greedy", "step": step,
-                  "results": results}
-        (Path(trainer.default_root_dir) / "heldout.json").write_text(json.dumps(report, indent=2))
-        print(f"held-out greedy accuracy on {len(self.rows)} problems: {results['eval/heldout_greedy']:.3f}")
 
     @torch.no_grad()
     def evaluate(self, pl_module: pl.LightningModule) -> dict[str, float]:
@@ -76,7 +102,11 @@ class HeldOutEval(pl.Callback):
         was_training = model.training
         model.eval()
         correct: list[float] = []
-        with generation_parameters(pl_module.strategy, model):  # every rank takes part (FSDP, ZeRO-3)
+        # Greedy decoding still draws (top-k 1 through the sampler): fork the RNG so that measuring changes
+        # nothing for training, and a resumed run (its checkpoint is written after this at the end) samples
+        # what the uninterrupted run sampled.
+        cuda = [pl_module.device.index or 0] if pl_module.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), generation_parameters(pl_module.strategy, model):
             for start in range(0, len(self.rows), self.prompts_per_batch):
                 batch = PromptBatch.collate(self.rows[start:start + self.prompts_per_batch])
                 rollout = sampler.rollout(model, pl_module.tokenizer, batch)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
+from r1lab.models.gguf import DIST_SCHEME, converted_folder, installed_file, is_gguf_file
 from r1lab.models.peft import METHODS, adapter_base, is_adapter_folder, load_adapter
 from r1lab.models.tokenizers import R1_TAGS, build_char_tokenizer
 
@@ -71,11 +72,24 @@ def build_random_model(random_init: dict[str, Any], dtype: torch.dtype, extra_to
 
 
 def resolve_package_path(name_or_path: str) -> str:
-    """`pkg://package.module/sub/dir` → the folder inside an installed package (e.g. the shipped toy model)."""
+    """`pkg://package.module/sub/dir` → the folder inside an installed package (e.g. the shipped toy model);
+    `dist://<distribution>/<file>` → a file of an installed distribution (e.g. a GGUF file in a wheel)."""
+    if name_or_path.startswith(DIST_SCHEME):
+        return str(installed_file(name_or_path))
     if not name_or_path.startswith("pkg://"):
         return name_or_path
     package, _, inner = name_or_path[len("pkg://"):].partition("/")
     return str(resources.files(package).joinpath(inner))
+
+
+def model_folder(name_or_path: str) -> tuple[str, str]:
+    """(the folder or hub id to load, what to call it in the run header): package references resolved, a
+    GGUF file converted once into a cached Hugging Face folder."""
+    resolved = resolve_package_path(name_or_path)
+    if is_gguf_file(resolved):
+        folder = str(converted_folder(resolved))
+        return folder, f"{resolved} (GGUF, converted to {folder})"
+    return resolved, resolved
 
 
 def load_policy(name_or_path: str | None = None, random_init: dict[str, Any] | None = None,
@@ -85,10 +99,11 @@ def load_policy(name_or_path: str | None = None, random_init: dict[str, Any] | N
     """Load a causal LM and its tokenizer from `name_or_path`, or build one from `random_init`.
 
     `name_or_path` may be a local folder (a model, or a LoRA adapter exported by r1lab, loaded onto its base
-    and merged), `pkg://<package>/<folder>` (a model shipped in a package), or a hub id already in the local
-    cache. `extra_tokens` are whole-word tokens of the random-init char tokenizer. `peft="lora"` adds LoRA
-    adapters (`lora`: r, alpha, dropout, target_modules) and trains only those; `gradient_checkpointing`
-    recomputes activations in the backward pass (less memory, ~30% more compute).
+    and merged), `pkg://<package>/<folder>` (a model shipped in a package), a `.gguf` file or
+    `dist://<distribution>/<file.gguf>` (converted once into a cached folder, r1lab.models.gguf), or a hub id
+    already in the local cache. `extra_tokens` are whole-word tokens of the random-init char tokenizer.
+    `peft="lora"` adds LoRA adapters (`lora`: r, alpha, dropout, target_modules) and trains only those;
+    `gradient_checkpointing` recomputes activations in the backward pass (less memory, ~30% more compute).
     """
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
@@ -105,7 +120,9 @@ def load_policy(name_or_path: str | None = None, random_init: dict[str, Any] | N
         policy = _load_pretrained(adapter_base(adapter), torch_dtype, offline)
         policy = Policy(load_adapter(policy.model, adapter), load_tokenizer(adapter), f"{adapter} (LoRA, merged)")
     else:
-        policy = _load_pretrained(resolve_package_path(str(name_or_path)), torch_dtype, offline)
+        folder, source = model_folder(str(name_or_path))
+        policy = _load_pretrained(folder, torch_dtype, offline)
+        policy.source = source
     _prepare_tokenizer(policy.tokenizer)
     if gradient_checkpointing:
         policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -113,6 +130,15 @@ def load_policy(name_or_path: str | None = None, random_init: dict[str, Any] | N
         adapted = METHODS[peft](policy.model, **dict(lora or {}))
         policy = Policy(adapted, policy.tokenizer, f"{policy.source} + {peft.upper()}")
     return policy
+
+
+def load_gguf_policy(path: str, **options: Any) -> Policy:
+    """`model=gguf model.path=<file.gguf>`: the causal LM in a GGUF file (or `dist://<distribution>/<file>`),
+    converted once into a cached folder; `options` as for `load_policy`."""
+    if not is_gguf_file(path):
+        raise ModelLoadError(f"model.path={path!r} does not name a .gguf file; model=gguf reads GGUF files (a "
+                             "model folder loads with model=hf model.name_or_path=<folder>)")
+    return load_policy(name_or_path=path, **options)
 
 
 def _load_pretrained(name_or_path: str, dtype: torch.dtype, offline: bool) -> Policy:

@@ -53,7 +53,8 @@ def generation_cost(rollout: Rollout, accuracy: torch.Tensor) -> dict[str, float
     return metrics
 
 
-def rollout_metrics(rollout: Rollout, scored: ScoredRollout, hard_difficulty: Any = None) -> dict[str, float]:
+def rollout_metrics(rollout: Rollout, scored: ScoredRollout, hard_difficulty: Any = None,
+                    answer_format: str = "auto") -> dict[str, float]:
     accuracy = scored.correct  # the task's verdict, whatever the reward terms are
     lengths = rollout.completion_lengths.float()
     metrics = {
@@ -63,7 +64,8 @@ def rollout_metrics(rollout: Rollout, scored: ScoredRollout, hard_difficulty: An
         "train/completion_len": lengths.mean().item(),
         "train/completion_len_max": lengths.max().item(),
         "train/truncated_frac": rollout.truncated.float().mean().item(),
-        "train/no_answer_frac": sum(extract_answer(c) is None for c in rollout.completions) / len(rollout.completions),
+        "train/no_answer_frac": sum(extract_answer(c, answer_format) is None for c in rollout.completions)
+        / len(rollout.completions),
         "train/zero_std_frac": zero_std_fraction(rollout),
         "train/nonfinite_rewards": float(scored.nonfinite),
         "aha/self_verify_rate": self_verify_rate(rollout.completions),

@@ -32,9 +32,11 @@ def peak_memory_gb(device: torch.device) -> float:
 
 
 class StepMetrics:
-    def __init__(self, rewards: RewardSet, pad_token_id: int, hard_difficulty: object = None):
+    def __init__(self, rewards: RewardSet, pad_token_id: int, hard_difficulty: object = None,
+                 answer_format: str = "auto"):
         self.rewards, self.pad_token_id = rewards, pad_token_id
         self.hard_difficulty = hard_difficulty  # the task's hardest label, for train/accuracy_hard
+        self.answer_format = answer_format  # where the task reads answers, for train/no_answer_frac
 
     def global_batch(self, rollout: Rollout, scored: ScoredRollout) -> tuple[Rollout, ScoredRollout]:
         """Every rank's rollout and scores, in rank order (= the global batch's order); one rank: as is."""
@@ -47,7 +49,7 @@ class StepMetrics:
 
     def of_rollout(self, everyone: Rollout, scored: ScoredRollout) -> dict[str, float]:
         """Reward, accuracy, length, ... of the global batch, and what reward terms report about it."""
-        metrics = rollout_metrics(everyone, scored, self.hard_difficulty)
+        metrics = rollout_metrics(everyone, scored, self.hard_difficulty, self.answer_format)
         return metrics | self.rewards.term_metrics(everyone.completions, everyone.reward_columns(), scored)
 
     @staticmethod

@@ -3,6 +3,7 @@ ones reading earlier ones' artifacts by path (`{run_dir}` in an override is repl
 
 After each stage that leaves a policy (`<stage dir>/policy`), a quick evaluation on the task measures
 accuracy and readability (format rate, language mixing, completion length); `pipeline.md` tabulates them.
+A stage with `evaluate: false` is not evaluated (a teacher prompted in another format than the task's).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def readability(policy_dir: Path, task_cfg: DictConfig, sampler_cfg: DictConfig,
 
 def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] | None = None,
                    smoke: bool = False) -> float | None:
-    """Run `stages` ({name, overrides, smoke}) in order; evaluate each stage's policy; write pipeline.json/.md.
+    """Run `stages` ({name, overrides, smoke, evaluate}) in order; evaluate each stage's policy (unless its
+    `evaluate` is false); write pipeline.json/.md.
 
     With `smoke`, each stage's `smoke` overrides (a few steps, tiny batches) replace its own for the same keys.
     """
@@ -80,7 +82,8 @@ def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] |
         print(f"[pipeline] {name}: python -m r1lab {' '.join(overrides)}  ->  {stage_dir}", flush=True)
         value = run_stage(stage_cfg)
         results[name] = {"dir": str(stage_dir), "overrides": overrides, "value": value}
-        if evaluate and (stage_dir / "policy" / "config.json").is_file():
+        policy_saved = any((stage_dir / "policy" / name).is_file() for name in ("config.json", "adapter_config.json"))
+        if evaluate and stage.get("evaluate", True) and policy_saved:
             # e.g. held-out problems: the task under another seed (resolved first: the merge leaves the root behind)
             task_cfg = OmegaConf.merge(OmegaConf.to_container(cfg.task, resolve=True), evaluate.get("task_overrides") or {})
             results[name] |= readability(stage_dir / "policy", task_cfg, cfg.sampler, evaluate.get("samples", 4),

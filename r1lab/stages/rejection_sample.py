@@ -1,5 +1,6 @@
 """`stage=rejection_sample`: sample N completions per prompt from a checkpoint and keep those that pass the
-filters, as R1's stage 3 builds its SFT data. Writes `dataset.jsonl` (prompt, completion, answer) and
+filters, as R1's stage 3 builds its SFT data. Writes `dataset.jsonl` (prompt, completion, answer, question: a
+student with another prompt format re-renders the prompt from it, `stage.reprompt` of stage=sft) and
 `summary.json` (how many completions each filter kept, in order).
 
 Filters, applied in this order (each configurable, `null` turns it off): `accuracy` (the task's verifier
@@ -31,6 +32,7 @@ class Candidate:
     answer: str
     tokens: int
     correct: float  # the task's verdict (1 right, 0 wrong)
+    question: str | None = None  # the problem without its prompt template
 
 
 def build_filters(accuracy: bool = True, format: bool = True, language: dict[str, Any] | None = None,
@@ -96,15 +98,17 @@ def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None =
         for start in range(0, len(rows), prompts_per_batch):
             rollout = sampler.rollout(model, tokenizer, PromptBatch.collate(rows[start:start + prompts_per_batch]))
             correct = task.verify(rollout.completions, rollout.columns)
-            for prompt, completion, answer, length, right in zip(rollout.prompts, rollout.completions,
-                                                                 rollout.columns["answer"], rollout.completion_lengths,
-                                                                 correct):
-                candidates.append(Candidate(prompt, completion, str(answer), int(length), right))
+            questions = rollout.columns.get("question", [None] * len(rollout.completions))
+            for prompt, completion, answer, length, right, question in zip(
+                    rollout.prompts, rollout.completions, rollout.columns["answer"], rollout.completion_lengths,
+                    correct, questions):
+                candidates.append(Candidate(prompt, completion, str(answer), int(length), right, question))
     kept, summary = apply_filters(candidates, build_filters(**dict(filters or {})))
     out = Path(cfg.paths.output_dir)
     with (out / "dataset.jsonl").open("w", encoding="utf-8") as handle:
         for c in kept:
-            handle.write(json.dumps({"prompt": c.prompt, "completion": c.completion, "answer": c.answer}) + "\n")
+            handle.write(json.dumps({"prompt": c.prompt, "completion": c.completion, "answer": c.answer,
+                                     "question": c.question}) + "\n")
     summary |= {"model": str(policy.source), "task": task.name, "sampler": type(configured).__name__,
                 "prompts": len(rows),
                 "samples_per_prompt": samples_per_prompt, "dataset": str(out / "dataset.jsonl")}

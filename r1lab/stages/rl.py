@@ -56,8 +56,9 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
     collector = RolloutCollector(rewards, task.verify, pad_token_id, dynamic_sampling=cfg.rl.dynamic_sampling.enabled,
                                  max_draws=cfg.rl.dynamic_sampling.max_draws)
     monitor = [cfg.get("optimized_metric")] + [c.get("monitor") for c in cfg.callbacks.values() if c is not None]
-    module = RLModule(policy, sampler, collector, advantage, loss, StepMetrics(rewards, pad_token_id, task.hard_difficulty),
-                      optim, schedule, monitor=monitor, seed=cfg.seed)
+    step_metrics = StepMetrics(rewards, pad_token_id, task.hard_difficulty, getattr(task, "answer_format", "auto"))
+    module = RLModule(policy, sampler, collector, advantage, loss, step_metrics, optim, schedule, monitor=monitor,
+                      seed=cfg.seed)
     module.resumed_at = resume_step
 
     trainer = make_trainer(cfg, callbacks=[CurriculumUpdate(), *callbacks], model=policy.model,

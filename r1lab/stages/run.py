@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import lightning.pytorch as pl
 import torch
@@ -33,10 +34,28 @@ def run_stage(cfg: DictConfig) -> float | None:
 
 
 def torch_threads(cfg: DictConfig) -> int | None:
-    """`threads`, or under the joblib launcher the machine's cores shared by its parallel jobs (two jobs of
-    two torch threads each on two cores would collapse)."""
-    if cfg.get("threads"):
-        return int(cfg.threads)
+    """`threads`: a number; `auto` (the default) the cores no other process is using now, shared by this
+    node's processes, or under the joblib launcher the cores shared by its parallel jobs; null torch's own
+    default (every core). Torch threads that share a core with another busy process collapse (up to 6x
+    slower than one thread on this 2-core machine), so auto counts only idle cores."""
+    threads = cfg.get("threads", "auto")
+    if threads is None:
+        return None
+    if threads != "auto":
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads={threads!r}: give a number of torch threads >= 1, auto (the idle cores) or "
+                             "null (torch's default)")
+        return threads
+    jobs = joblib_jobs()
+    if jobs:
+        return max(1, usable_cores() // jobs)
+    devices = cfg.get("trainer", {}).get("devices", 1)
+    processes = devices if cfg.get("trainer", {}).get("accelerator") == "cpu" and isinstance(devices, int) else 1
+    return max(1, idle_cores() // max(1, processes))
+
+
+def joblib_jobs() -> int | None:
+    """Jobs the joblib launcher runs at once (None under any other launcher)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -44,6 +63,31 @@ def torch_threads(cfg: DictConfig) -> int | None:
     launcher = HydraConfig.get().launcher
     if "joblib" not in str(launcher.get("_target_", "")):
         return None
-    cores = os.cpu_count() or 1
     jobs = int(launcher.get("n_jobs", -1))
-    return max(1, cores // (cores if jobs <= 0 else jobs))
+    return usable_cores() if jobs <= 0 else jobs
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def idle_cores(window_s: float = 0.25) -> int:
+    """Cores that no other process kept busy over the last `window_s` seconds (this one sleeps meanwhile),
+    at least 1; from /proc/stat, else the 1-minute load average."""
+    cores = usable_cores()
+    try:
+        before = _cpu_times()
+        time.sleep(window_s)
+        after = _cpu_times()
+        busy_fraction = 1 - (after[1] - before[1]) / max(after[0] - before[0], 1)
+        busy = busy_fraction * (os.cpu_count() or cores)
+    except OSError:
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - busy)))
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(all jiffies, idle + iowait jiffies) summed over every core, from /proc/stat's first line."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return sum(fields[:8]), fields[3] + fields[4]

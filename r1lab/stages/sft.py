@@ -3,6 +3,10 @@
 Data (`stage.data`) is any object with rows {prompt, completion}: a JSONL file (`JsonlPairs`) or generated
 rows (the toy world's cold start). The model, trainer, logger and callbacks groups are the usual ones; the
 result is saved like an RL policy (`<run dir>/policy`, and `stage.export_dir`).
+
+`stage.reprompt=true` rebuilds each pair's prompt from its `question` with `cfg.task`'s prompting (its template,
+or the student's own chat template): distillation from a teacher that was prompted in another format, or
+with another tokenizer (the toy model's traces taught to SmolLM2).
 """
 
 from __future__ import annotations
@@ -34,8 +38,21 @@ def jsonl_pairs(path: str, prompt_key: str = "prompt", completion_key: str = "co
     for number, record in read_jsonl(file, "SFT data"):
         if prompt_key not in record or completion_key not in record:
             raise SFTDataError(f"{file}:{number} needs {prompt_key!r} and {completion_key!r}, has {sorted(record)}")
-        rows.append({"prompt": record[prompt_key], "completion": record[completion_key]})
+        row = {"prompt": record[prompt_key], "completion": record[completion_key]}
+        if "question" in record:  # written by rejection sampling: stage.reprompt rebuilds the prompt from it
+            row["question"] = record["question"]
+        rows.append(row)
     return rows
+
+
+def reprompted(rows: list[dict[str, Any]], task, tokenizer) -> list[dict[str, Any]]:
+    """`rows` with each prompt rebuilt from its question by `task`'s prompting (for the policy's tokenizer)."""
+    missing = sum(1 for row in rows if not row.get("question"))
+    if missing:
+        raise SFTDataError(f"stage.reprompt=true rebuilds prompts from each pair's 'question', and {missing} of "
+                           f"{len(rows)} pairs have none (rejection sampling writes it); set stage.reprompt=false "
+                           "to train on the prompts as they are")
+    return [{**row, "prompt": task.render(row["question"], tokenizer)} for row in rows]
 
 
 class CompletionPairs(IterableDataset):
@@ -91,8 +108,10 @@ class SFTModule(pl.LightningModule):
 
 
 def sft_stage(cfg, data: Any = None, steps: int = 200, batch_size: int = 16, lr: float = 1e-4, weight_decay: float = 0.0,
-              warmup_steps: int = 10, max_length: int = 1024, export_dir: str | None = None) -> float:
-    """Fine-tune `cfg.model` on `data` (rows of prompt/completion) for `steps`; save to `<run dir>/policy`."""
+              warmup_steps: int = 10, max_length: int = 1024, export_dir: str | None = None,
+              reprompt: bool = False) -> float:
+    """Fine-tune `cfg.model` on `data` (rows of prompt/completion) for `steps`; save to `<run dir>/policy`.
+    `reprompt`: rebuild every prompt from its question with `cfg.task`'s prompting first."""
     if data is None:
         raise SFTDataError("stage.data is not set: give a JSONL file of prompt/completion pairs, e.g. "
                            "'stage.data={_target_:r1lab.stages.sft.jsonl_pairs,path:/path/to/dataset.jsonl}', or use "
@@ -102,6 +121,8 @@ def sft_stage(cfg, data: Any = None, steps: int = 200, batch_size: int = 16, lr:
         raise SFTDataError("stage.data gave no prompt/completion pairs")
     policy = instantiate(cfg.model)
     tokenizer = policy.tokenizer
+    if reprompt:
+        rows = reprompted(rows, instantiate(cfg.task), tokenizer)
     loader = DataLoader(CompletionPairs(rows, tokenizer, cfg.seed, max_length), batch_size=batch_size,
                         collate_fn=pad_batch(tokenizer.pad_token_id))
     module = SFTModule(policy.model, lr, weight_decay, warmup_steps)

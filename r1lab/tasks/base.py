@@ -56,13 +56,19 @@ class PromptTask:
         """With `prompt_format=chat`, every row's prompt in the tokenizer's chat template (a no-op otherwise)."""
         if self.prompt_format != "chat":
             return
+        for row in self.rows:
+            row["prompt"] = self.render(row["question"], tokenizer)
+
+    def render(self, question: str, tokenizer) -> str:
+        """The prompt for `question` in this task's prompting: its template, or the tokenizer's chat template."""
+        if self.prompt_format != "chat":
+            return self.prompt_for(question)
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"task.prompt_format=chat renders the tokenizer's chat template, and this model's "
                              f"tokenizer has none; use task.prompt_format=template (task {self.name!r})")
-        for row in self.rows:
-            messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-            messages.append({"role": "user", "content": self.prompt_for(row["question"], self.user_template)})
-            row["prompt"] = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        messages.append({"role": "user", "content": self.prompt_for(question, self.user_template)})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def verify(self, completions: Sequence[str], columns: Mapping[str, Sequence[Any]]) -> list[float]:
         """Correctness of each completion: 1.0 right, 0.0 wrong, NaN where its row has no gold answer.
