@@ -36,8 +36,11 @@ def quiet_deprecations() -> None:
       every supported transformers (>= 4.51) accepts. Can go when r1lab requires a transformers with `cache`.
     - Lightning's own pytree helper uses `isinstance(treespec, LeafSpec)`, deprecated by torch 2.13. Can go
       with a Lightning release that no longer does.
+    - transformers 5 warns that `is_gradient_checkpointing` is deprecated when Lightning or peft reads it
+      (SFT of a LoRA model). Can go when they read `is_activation_checkpointing`.
     """
     warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated")
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     generic = logging.getLogger("transformers.utils.generic")
     if not any(isinstance(f, _DropCacheRename) for f in generic.filters):

@@ -1,8 +1,9 @@
 """Helpers for testing r1lab and plugins written for it.
 
 Also a pytest plugin (`-p r1lab.testing`, on in this repository's pytest settings): it points
-`R1LAB_DATA_DIR` at `../shared/data` beside the checkout when that exists and nothing else was set, loads
-plugins, and provides the `shared_data` fixture.
+`R1LAB_DATA_DIR` at `../shared/data` beside the checkout when that exists and nothing else was set, pins
+`R1LAB_THREADS` (the default of `threads`) to the machine's cores, loads plugins, and provides the
+`shared_data` fixture.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def pytest_configure(config) -> None:
     beside_checkout = Path(config.rootpath).parent / "shared" / "data"
     if beside_checkout.is_dir():
         os.environ.setdefault("R1LAB_DATA_DIR", str(beside_checkout))
+    # threads=auto measures the machine's load at each start, and runs that a test compares must not differ
+    # in thread count (float sums, then sampled tokens, could): pin it, as torch's default was before auto.
+    os.environ.setdefault("R1LAB_THREADS", str(os.cpu_count() or 1))
     load_plugins()
     register_search_path()
 

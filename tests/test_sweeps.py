@@ -107,8 +107,9 @@ def test_launchers_compose():
 
 def test_joblib_runs_jobs_in_parallel_with_shared_threads(tmp_path):
     folder = tmp_path / "joblib"
+    # threads=auto (the tests pin R1LAB_THREADS): joblib's jobs share the cores
     run_cli(["-m", "+experiment=r1_zero", "trainer.max_steps=1", *FAST, "seed=1,2", "hydra/launcher=joblib",
-             "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={folder}"], cwd=tmp_path)
+             "hydra.launcher.n_jobs=2", "threads=auto", f"hydra.sweep.dir={folder}"], cwd=tmp_path)
     logs = [(folder / job / "r1lab.log") for job in ("0", "1")]
     assert all((folder / job / "tb").is_dir() for job in ("0", "1"))
     expected = max(1, (os.cpu_count() or 1) // 2)

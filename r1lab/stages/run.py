@@ -34,11 +34,15 @@ def run_stage(cfg: DictConfig) -> float | None:
 
 
 def torch_threads(cfg: DictConfig) -> int | None:
-    """`threads`: a number; `auto` (the default) the cores no other process is using now, shared by this
-    node's processes, or under the joblib launcher the cores shared by its parallel jobs; null torch's own
-    default (every core). Torch threads that share a core with another busy process collapse (up to 6x
+    """`threads` (default: $R1LAB_THREADS, else auto): a number; `auto` the cores no other process is using
+    now, shared by this node's processes, or under the joblib launcher the cores shared by its parallel jobs;
+    null torch's own default (every core). Torch threads that share a core with another busy process collapse (up to 6x
     slower than one thread on this 2-core machine), so auto counts only idle cores."""
     threads = cfg.get("threads", "auto")
+    if isinstance(threads, str) and threads.strip().lower() in ("null", "none"):  # from R1LAB_THREADS
+        threads = None
+    elif isinstance(threads, str) and threads.strip().isdigit():
+        threads = int(threads)
     if threads is None:
         return None
     if threads != "auto":
