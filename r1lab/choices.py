@@ -28,6 +28,8 @@ def unknown_choice_errors(overrides: list[str]) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
         return []  # malformed overrides: Hydra's own parser error is the clearer message
+    if any(override.key_or_group == "hydra.searchpath" for override in parsed):
+        return []  # options from the user's own config folders: Hydra, which reads them, checks the choices
     errors = []
     with initialize_config_module(config_module="r1lab.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()

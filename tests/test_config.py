@@ -108,3 +108,17 @@ def test_unknown_option_lists_the_choices():
 def test_the_binding_check_catches_a_misspelt_argument():
     with pytest.raises(AssertionError, match=r"cfg.sampler: r1lab.samplers.hf.HFSampler does not accept"):
         assert_targets_bind(compose_config(["+sampler.temprature=0.5"]))
+
+
+def test_an_experiment_in_the_users_own_config_folder_runs_through_hydra_searchpath(tmp_path):
+    from r1lab.testing import run_cli
+
+    (tmp_path / "mine" / "experiment").mkdir(parents=True)
+    (tmp_path / "mine" / "experiment" / "my_run.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - r1_zero\nseed: 1234\n")
+    result = run_cli([f"hydra.searchpath=[file://{tmp_path / 'mine'}]", "+experiment=my_run", "--cfg", "job"],
+                     cwd=tmp_path)
+    assert "seed: 1234" in result.stdout and "VLLMSampler" not in result.stdout
+    wrong = run_cli([f"hydra.searchpath=[file://{tmp_path / 'mine'}]", "+experiment=my_rnu", "--cfg", "job"],
+                    cwd=tmp_path, check=False)
+    assert wrong.returncode != 0 and "my_rnu" in wrong.stderr  # Hydra, which reads the folder, names the option

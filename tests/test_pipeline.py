@@ -27,3 +27,22 @@ def test_the_r1_pipeline_runs_its_four_stages_in_order(tmp_path):
     assert any(f"{tmp_path}/3a_rejection_sample/dataset.jsonl" in o for o in results["3b_sft_from_base"]["overrides"])
     assert f"model.name_or_path={tmp_path}/3b_sft_from_base/policy" in results["4_rl_all_scenarios"]["overrides"]
     assert "| 4_rl_all_scenarios |" in (tmp_path / "pipeline.md").read_text()
+
+
+def test_a_pipeline_hands_its_command_line_sampler_to_every_stage():
+    """`python -m r1lab +experiment=r1_pipeline sampler=vllm`: each stage samples with vLLM, unless it picks its own."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+
+    from r1lab.stages.pipeline import inherited_sampler
+
+    assert inherited_sampler(["+experiment=r1_zero"]) == []  # outside a Hydra app (tests, notebooks): nothing
+    with initialize_config_module(config_module="r1lab.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["sampler=hf", "sampler.top_k=5", "seed=3"],
+                      return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert inherited_sampler(["+experiment=r1_zero", "sampler.group_size=4"]) == ["sampler=hf", "sampler.top_k=5"]
+        assert inherited_sampler(["+experiment=r1_zero", "sampler=mcts"]) == []
+    finally:
+        HydraConfig.instance().cfg = None

@@ -62,3 +62,27 @@ def load_adapter(base: PreTrainedModel, path: str | Path) -> PreTrainedModel:
 
 def trainable_names(model: Any, prefix: str = "") -> set[str]:
     return {prefix + name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+def merged_state_dict(model: Any) -> dict[str, Any]:
+    """The weights an adapter-free copy of `model` would have, under the plain model's names: each LoRA layer's
+    base weight plus its active adapters' delta (what an engine holding a plain copy, vLLM's, needs after every
+    step). `model` is left as it is: no merge and unmerge round trip to drift its fp32 weights."""
+    if not is_peft(model):
+        return model.state_dict()
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    deltas = {}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer) and not module.disable_adapters and not module.merged:
+            adapters = [a for a in module.active_adapters if a in module.lora_A]
+            if adapters:
+                deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in adapters)
+    state = {}
+    for key, value in base.state_dict().items():
+        if ".lora_" in key:  # lora_A / lora_B / lora_embedding_*: folded into the base weight below
+            continue
+        key = key.replace(".base_layer.", ".")
+        state[key] = value + deltas[key] if key in deltas else value
+    return state

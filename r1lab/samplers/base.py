@@ -37,6 +37,9 @@ class Sampler:
     def policy_updated(self) -> None:
         """Called after every optimizer step: a sampler holding a copy of the weights must refresh it."""
 
+    def close(self) -> None:
+        """Called when the stage is done sampling: release an engine (vLLM's) while its process group lives."""
+
     def with_settings(self, **settings: Any) -> Sampler:
         """This sampler with other decoding settings, for the stages that sample outside the RL step (evaluation,
         rejection sampling, the diagnostics' ablation): the same engine (vLLM's stays loaded, MCTS keeps its

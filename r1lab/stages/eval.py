@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import torch
@@ -141,7 +142,7 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
     argmax = configured.with_settings(group_size=1, max_new_tokens=max_new_tokens, record_logprobs=False, **GREEDY)
     correct, completions, greedy_correct, greedy_completions = [], [], [], []
     log, started = logging.getLogger("r1lab"), time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), closing(configured):
         for start in range(0, len(rows), prompts_per_batch):
             chunk = rows[start:start + prompts_per_batch]
             batch = PromptBatch.collate(chunk)

@@ -9,6 +9,7 @@ A stage with `evaluate: false` is not evaluated (a teacher prompted in another f
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,19 @@ def compose_stage(overrides: list[str], output_dir: Path) -> DictConfig:
     return cfg
 
 
+def inherited_sampler(stage_overrides: list[str]) -> list[str]:
+    """The pipeline's own sampler overrides from its command line (`sampler=vllm`, `sampler.kv_cache_gb=1`), put
+    before each stage's: every stage samples as asked; a stage that picks its own sampler keeps it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    if not HydraConfig.initialized() or any(key(o) == "sampler" for o in stage_overrides):
+        return []
+    return [o for o in HydraConfig.get().overrides.task if key(o) == "sampler" or key(o).startswith("sampler.")]
+
+
 def readability(policy_dir: Path, task_cfg: DictConfig, sampler_cfg: DictConfig, samples: int, limit: int,
                 max_new_tokens: int, seed: int) -> dict[str, float]:
     """Accuracy (the task's verifier), format rate, language-mixing rate and mean completion length of a
@@ -48,7 +62,7 @@ def readability(policy_dir: Path, task_cfg: DictConfig, sampler_cfg: DictConfig,
     rows = [task[i] for i in range(min(limit, len(task)))]
     sampler = instantiate(sampler_cfg).with_settings(group_size=samples, temperature=0.6, top_p=0.95,
                                                      max_new_tokens=max_new_tokens, record_logprobs=False)
-    with torch.no_grad():
+    with torch.no_grad(), closing(sampler):
         rollout = sampler.rollout(policy.model.eval(), policy.tokenizer, PromptBatch.collate(rows))
     completions, prompts = rollout.completions, rollout.prompts
     toy = make_identifier("toy")
@@ -76,7 +90,7 @@ def pipeline_stage(cfg, stages: list[dict[str, Any]], evaluate: dict[str, Any] |
             small = list(stage.get("smoke") or [])
             keys = {o.split("=", 1)[0] for o in small}
             overrides = [o for o in overrides if o.split("=", 1)[0] not in keys] + small
-        overrides = [o.replace("{run_dir}", str(run_dir)) for o in overrides]
+        overrides = [o.replace("{run_dir}", str(run_dir)) for o in inherited_sampler(overrides) + overrides]
         stage_dir = run_dir / name
         stage_cfg = compose_stage(overrides, stage_dir)
         print(f"[pipeline] {name}: python -m r1lab {' '.join(overrides)}  ->  {stage_dir}", flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None =
     sampler = configured.with_settings(group_size=samples_per_prompt, temperature=temperature,
                                        record_logprobs=False)
     candidates: list[Candidate] = []
-    with torch.no_grad():
+    with torch.no_grad(), closing(configured):
         for start in range(0, len(rows), prompts_per_batch):
             rollout = sampler.rollout(model, tokenizer, PromptBatch.collate(rows[start:start + prompts_per_batch]))
             correct = task.verify(rollout.completions, rollout.columns)

@@ -67,7 +67,10 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
         print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source,
                          resumed=f"{checkpoint} (from RL step {module.resumed_at})" if checkpoint else None)
     with leave_no_ranks_behind(), checkpoint_mismatch_explained(checkpoint):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+        finally:
+            sampler.close()  # vLLM's engine goes while the process group it uses still exists
 
     value = module.last_metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or not math.isfinite(float(value)) else float(value)
