@@ -249,3 +249,27 @@ def test_smollm2_trains_with_lora_and_evaluates_on_vllm(smollm2_cache, tmp_path)
              "max_new_tokens=24", *AUTO_KV, f"hydra.run.dir={evaluated}"], cwd=tmp_path, env=env)
     report = json.loads((evaluated / "eval.json").read_text())
     assert report["sampler"] == "VLLMSampler" and report["results"]["all"]["problems"] == 3
+    sampled = tmp_path / "rs"
+    run_cli(["+experiment=rejection_sample", "model=hf", f"model.name_or_path={run / 'policy'}", "task=addition",
+             "task.prompt_format=chat", "task.user_template='What is {question}?'", "task.answer_format=last_number",
+             "stage.limit=3", "stage.samples_per_prompt=2", "stage.filters.format=false", "stage.filters.language=null",
+             "sampler.max_new_tokens=16", *AUTO_KV, f"hydra.run.dir={sampled}"], cwd=tmp_path, env=env)
+    summary = json.loads((sampled / "summary.json").read_text())
+    assert summary["sampler"] == "VLLMSampler" and summary["sampled"] == 6
+
+
+def test_the_vllm_benchmark_smoke_compares_all_contenders(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "vllm_cpu.py"
+    done = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    toy = json.loads((tmp_path / "vllm_cpu_smoke.json").read_text())["models"]["toy"]
+    for contender in ("vllm_standalone", "r1lab_vllm", "r1lab_vllm_no_push", "r1lab_lean"):
+        assert toy[contender]["runs"][0]["tokens"] > 0 and toy[contender]["tokens_per_s_median"] > 0
+    # one engine, the same seeds and weights: both vLLM paths generate the same tokens
+    assert toy["vllm_standalone"]["runs"][0]["tokens"] == toy["r1lab_vllm_no_push"]["runs"][0]["tokens"]
+    assert "| toy (0.87 M) |" in (tmp_path / "vllm_cpu_smoke.md").read_text()

@@ -108,20 +108,21 @@ def rollout_from_ids(pad_token_id: int, prompts: list[str], completions: list[st
     row's completion ids end with its stop token. `logprobs`: the sampler's log-prob of each completion token."""
     import torch
 
+    # Padded Python lists first, then one tensor each (a tensor per row costs more than the rows' contents).
     prompt_width = max(len(ids) for ids in prompt_ids)
     width = max(1, max(len(ids) for ids in completion_ids))
-    input_ids = torch.full((len(prompts), prompt_width + width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    completion_mask = torch.zeros(len(prompts), width)
-    sampler_logprobs = None if logprobs is None else torch.zeros(len(prompts), width)
-    for row, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
-        input_ids[row, prompt_width - len(p):prompt_width] = torch.tensor(p, dtype=torch.long)
-        attention_mask[row, prompt_width - len(p):prompt_width + len(c)] = 1
-        if c:
-            input_ids[row, prompt_width:prompt_width + len(c)] = torch.tensor(c, dtype=torch.long)
-            if sampler_logprobs is not None:
-                sampler_logprobs[row, :len(c)] = torch.tensor(logprobs[row][:len(c)], dtype=torch.float)
-        completion_mask[row, :len(c)] = 1.0
+    rows, attention, completion = [], [], []
+    for p, c in zip(prompt_ids, completion_ids):
+        rows.append([pad_token_id] * (prompt_width - len(p)) + list(p) + list(c) + [pad_token_id] * (width - len(c)))
+        attention.append([0] * (prompt_width - len(p)) + [1] * (len(p) + len(c)) + [0] * (width - len(c)))
+        completion.append([1.0] * len(c) + [0.0] * (width - len(c)))
+    input_ids = torch.tensor(rows, dtype=torch.long)
+    attention_mask = torch.tensor(attention, dtype=torch.long)
+    completion_mask = torch.tensor(completion)
+    sampler_logprobs = None
+    if logprobs is not None:
+        kept = [list(values[:len(c)]) for values, c in zip(logprobs, completion_ids)]
+        sampler_logprobs = torch.tensor([values + [0.0] * (width - len(values)) for values in kept], dtype=torch.float)
     return Rollout(prompts=list(prompts), completions=list(completions), group_size=group_size,
                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                    completion_mask=completion_mask.to(device), truncated=torch.tensor([not f for f in finished]),

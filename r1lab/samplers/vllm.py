@@ -73,7 +73,7 @@ class VLLMSampler(Sampler):
     def __init__(self, group_size: int = 8, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  max_new_tokens: int = 256, gpu_memory_utilization: float = 0.3, tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, kv_cache_gb: float | None = None, sleep: bool | str = "auto",
-                 dtype: str | None = None, enforce_eager: bool = False, threads: int | None = None,
+                 dtype: str | None = None, enforce_eager: bool | None = None, threads: int | None = None,
                  stop_strings: Sequence[str] = ()):
         super().__init__(group_size, temperature, max_new_tokens)
         self.stop_strings = [s for s in stop_strings if s]
@@ -150,7 +150,8 @@ class VLLMSampler(Sampler):
         options = dict(gpu_memory_utilization=self.gpu_memory_utilization, tensor_parallel_size=1,
                        max_model_len=self.max_model_len, enable_sleep_mode=sleeps,
                        dtype=self.dtype or str(next(model.parameters()).dtype).removeprefix("torch."),
-                       enforce_eager=self.enforce_eager)
+                       # null: eager on CPU (compiling took 2.5 min at start on SmolLM2 and decoded no faster)
+                       enforce_eager=self.enforce_eager if self.enforce_eager is not None else not cuda)
         kv_bytes = self.kv_cache_bytes(model, rows, longest, cuda)
         if kv_bytes is not None:
             options["kv_cache_memory_bytes"] = kv_bytes
@@ -313,7 +314,8 @@ def rollout_from_vllm(outputs: Sequence[Any], tokenizer, batch: PromptBatch, gro
             completion_ids.append(ids)
             finished.append(done)
             logprobs.append(values if completion.logprobs is not None else None)
-            texts.append(tokenizer.decode(ids[:-1] if done and not by_string else ids, skip_special_tokens=False))
+            texts.append(ids[:-1] if done and not by_string else ids)
+    texts = tokenizer.batch_decode(texts, skip_special_tokens=False)
     known = all(values is not None for values in logprobs)
     return rollout_from_ids(tokenizer.pad_token_id, prompts, texts, prompt_ids, completion_ids, finished, group_size,
                             columns, logprobs=logprobs if known else None, device=device)
