@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from r1lab.choices import group_options, unknown_choice_errors
-from r1lab.errors import RunError
+from r1lab.errors import RunError, reported
 from r1lab.patches import run_hydra_app
 from r1lab.plugins import load_plugins, register_search_path
 from r1lab.run_dir import ensure_writable
@@ -51,12 +51,14 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "list":
         from r1lab.listing import list_components
 
-        sys.exit(list_components(argv[1:]))
+        with reported():  # a plugin that fails in strict mode: one paragraph, exit status 2
+            sys.exit(list_components(argv[1:]))
     if argv and argv[0] == "report":
         from r1lab.report import main as report
 
         sys.exit(report(argv[1:]))
-    load_plugins()
+    with reported():
+        load_plugins()
     register_search_path()
     if argv and argv[0] == "eval":
         argv = eval_overrides(argv[1:])

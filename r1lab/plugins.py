@@ -22,6 +22,7 @@ from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
+from r1lab.errors import RunError
 from r1lab.registry import registering_for
 
 ENTRY_POINT_GROUP = "r1lab.plugins"
@@ -68,8 +69,8 @@ class PluginState:
     failed: dict[str, str] = field(default_factory=dict)  # name -> error
 
 
-class PluginLoadError(RuntimeError):
-    pass
+class PluginLoadError(RunError):
+    """A plugin failed to load in strict mode (R1LAB_STRICT_PLUGINS=1): its message is the whole story."""
 
 
 _state: PluginState | None = None

@@ -167,3 +167,9 @@ def test_a_reward_that_hangs_times_out_scores_none_and_is_counted(tmp_path):
 
 def test_a_bad_reward_timeout_is_an_error(tmp_path, capsys):
     assert "reward.accuracy.timeout_s must be > 0" in error_of(tmp_path, ["+reward.accuracy.timeout_s=0"], capsys)
+
+
+@pytest.mark.parametrize("args", [["eval", "model=toy", "limit=0"], ["stage=rejection_sample", "stage.limit=0"]])
+def test_a_limit_below_one_is_an_error_before_the_model_loads(tmp_path, args):
+    message = cli_error([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert "stage.limit must be >= 1" in message and "got 0" in message

@@ -113,6 +113,9 @@ def test_a_broken_plugin_warns_by_name_or_fails_in_strict_mode(plugin_site, tmp_
     assert "r1lab plugin 'broken' failed to load: ImportError: this plugin is broken on purpose" in relaxed.stderr
     assert "shout" in relaxed.stdout  # the healthy plugin still loads
     strict = run_cli(["list", "reward"], cwd=tmp_path, env=env(plugin_site, disable="", strict="1"), check=False)
-    assert strict.returncode != 0
-    assert "PluginLoadError: r1lab plugin 'broken' failed to load" in strict.stderr
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr  # the message alone
+    assert "error: r1lab plugin 'broken' failed to load" in strict.stderr
     assert "R1LAB_STRICT_PLUGINS=1" in strict.stderr
+    run = run_cli(["+experiment=r1_zero", "trainer.max_steps=1"], cwd=tmp_path,
+                  env=env(plugin_site, disable="", strict="1"), check=False)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "error: r1lab plugin 'broken'" in run.stderr

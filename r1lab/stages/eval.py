@@ -123,6 +123,9 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
     eval_samples.jsonl."""
     if n < 1:
         raise ValueError(f"stage.n (samples per problem) must be >= 1, got {n}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"stage.limit must be >= 1 (the first N problems of the task) or null (all of them), "
+                         f"got {limit}")
     if max_new_tokens is None or max_new_tokens < 1:
         raise ValueError(f"stage.max_new_tokens (the evaluation's generation length) must be >= 1, got "
                          f"{max_new_tokens}")

@@ -87,6 +87,9 @@ def apply_filters(candidates: list[Candidate], filters: list[tuple[str, Callable
 def rejection_sample_stage(cfg, samples_per_prompt: int = 4, limit: int | None = None, temperature: float = 1.0,
                            filters: dict[str, Any] | None = None, prompts_per_batch: int = 16) -> float:
     """Sample, filter, write `<run dir>/dataset.jsonl` and `summary.json`; returns the kept rate."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"stage.limit must be >= 1 (the first N prompts of the task) or null (all of them), "
+                         f"got {limit}")
     task, policy = instantiate(cfg.task), instantiate(cfg.model)
     task.render_prompts(policy.tokenizer)
     model, tokenizer = policy.model.eval(), policy.tokenizer
