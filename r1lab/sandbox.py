@@ -20,17 +20,22 @@ import functools
 import logging
 import os
 import resource
+import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-NOBODY = 65534
+NOBODY = 65534  # the user of a program when r1lab does not run as root (inside bubblewrap's user namespace)
+SANDBOX_UIDS = range(1_000_000, 1_000_000_000)  # as root, each program runs as a user drawn from here
 ISOLATIONS = ("auto", "bwrap", "processes")
+WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,12 @@ class Limits:
     file_size_mb: int = 8  # largest file it may write (RLIMIT_FSIZE); output is capped by it too
     processes: int = 16  # processes beyond those its user already runs (RLIMIT_NPROC)
     open_files: int = 64  # RLIMIT_NOFILE
+    scratch_mb: int = 64  # size of its scratch folder, and of each private /tmp, /dev/shm (tmpfs)
     output_chars: int = 20_000  # of stdout and stderr each, kept for the caller
+    report_chars: int = 4_000_000  # of its report channel
 
     def __post_init__(self) -> None:
-        for name in ("wall_s", "cpu_s", "memory_mb", "file_size_mb", "processes", "open_files"):
+        for name in ("wall_s", "cpu_s", "memory_mb", "file_size_mb", "processes", "open_files", "scratch_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"sandbox limit {name} must be > 0, got {getattr(self, name)}")
 
@@ -56,6 +63,7 @@ class Outcome:
     stdout: str
     stderr: str
     seconds: float
+    report: str = ""  # what the program wrote to its report channel
 
     @property
     def ok(self) -> bool:
@@ -78,14 +86,30 @@ def available_isolation() -> str:
     return "processes"
 
 
+@dataclass(frozen=True)
+class Namespaces:
+    prefix: tuple[str, ...]  # the `unshare` command line that runs here, () when none does
+    mounts: bool  # with a mount namespace: private tmpfs scratch, /tmp, /dev/shm ... and a private /proc
+
+
 @functools.cache
-def _unshare_prefix() -> tuple[str, ...]:
+def _namespaces() -> Namespaces:
     unshare = shutil.which("unshare")
-    for flags in (("--net", "--pid", "--fork", "--kill-child"),
-                  ("--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child")):
-        if unshare and _works([unshare, *flags, "true"]):
-            return (unshare, *flags)
-    return ()
+    if not unshare:
+        return Namespaces((), False)
+    core = ("--net", "--pid", "--fork", "--kill-child")
+    as_user = ("--user", "--map-root-user")
+    for flags, mounts in (((*core, "--mount-proc"), True), ((*as_user, *core, "--mount-proc"), True),
+                          (core, False), ((*as_user, *core), False)):
+        probe = ["sh", "-c", "mount -t tmpfs -o size=64k r1lab /tmp"] if mounts else ["true"]
+        if _works([unshare, *flags, *probe]):
+            return Namespaces((unshare, *flags), mounts)
+    return Namespaces((), False)
+
+
+def writable_places() -> list[str]:
+    """Folders every user may write to here: where a sandboxed program could leave files behind."""
+    return [d for d in WRITABLE if os.path.isdir(d) and not os.path.islink(d)]
 
 
 @functools.cache
@@ -110,21 +134,64 @@ def count_processes(uid: int) -> int:
     return count
 
 
-def _bwrap_command(scratch: Path, program: str, root: bool) -> list[str]:
-    prefix = sys.base_prefix
+def _drop_to(uid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+
+
+def _bwrap_command(program: Path, limits: Limits, root: bool, uid: int) -> list[str]:
+    prefix, size = sys.base_prefix, str(limits.scratch_mb * 1024 * 1024)
     command = ["bwrap", "--ro-bind", "/usr", "/usr"]
     for folder in ("/lib", "/lib64", "/bin"):
         command += ["--ro-bind-try", folder, folder]
-    command += ["--ro-bind", prefix, prefix, "--bind", str(scratch), "/sandbox", "--chdir", "/sandbox",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--die-with-parent", "--new-session"]
+    command += ["--ro-bind", prefix, prefix, "--ro-bind", str(program), "/program",
+                "--perms", "0777", "--size", size, "--tmpfs", "/sandbox", "--chdir", "/sandbox",
+                "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm",
+                "--perms", "1777", "--size", size, "--tmpfs", "/tmp", "--die-with-parent", "--new-session"]
     if root:
         # Root is exempt from the process limit, inside a user namespace too (it still counts as root outside):
-        # take every namespace but the user one, and run the program as user nobody.
-        command += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-                    "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    else:
-        command += ["--unshare-all", "--uid", str(NOBODY), "--gid", str(NOBODY)]
-    return command + [_python(), "-I", "-S", f"/sandbox/{program}"]
+        # take every namespace but the user one, and run the program as a user of its own.
+        return command + ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+                          *_drop_to(uid)]
+    return command + ["--unshare-all", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+
+
+def _process_command(scratch: Path, limits: Limits, root: bool, uid: int, mounts: bool) -> list[str]:
+    """The process-level layer: namespaces where the kernel allows them; with a mount namespace, the scratch
+    folder and every world-writable folder become private tmpfs of `scratch_mb` each (nothing written there
+    outlives the program) and /proc shows only the program's own processes."""
+    command = list(_namespaces().prefix)
+    if mounts:
+        # The program's folders live under /tmp, which a private tmpfs is about to cover: the shell keeps the
+        # real folder as its working directory, covers the writable places, and binds the folder back.
+        kb, folder = limits.scratch_mb * 1024, shlex.quote(str(scratch.parent))
+        owner = f",uid={uid},gid={uid}" if root else ""
+        steps = [f"cd {folder}", f"mount -t tmpfs -o size={kb}k,mode=0700{owner} r1lab {scratch.name}",
+                 *(f"mount -t tmpfs -o size={kb}k,mode=1777 r1lab {shlex.quote(d)}" for d in writable_places()),
+                 f"mkdir -p {folder}", f"mount --no-canonicalize --rbind . {folder}", f"cd {shlex.quote(str(scratch))}", 'exec "$@"']
+        command += ["sh", "-c", "set -e; " + "; ".join(steps), "r1lab-sandbox"]
+    return command + (_drop_to(uid) if root else [])
+
+
+def _remove_leftovers(uid: int) -> None:
+    """Without a mount namespace: whatever the program's own user left running or wrote to a world-writable
+    folder goes (that user is this program's alone, so nothing else is touched)."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"\nUid:\t{uid}\t" in status.read_text():
+                os.kill(int(status.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+    for place in writable_places():
+        for entry in Path(place).iterdir():
+            try:
+                if entry.lstat().st_uid != uid:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
+            except OSError:
+                continue
 
 
 def _limit(limits: Limits, nproc: int):
@@ -142,8 +209,14 @@ def _limit(limits: Limits, nproc: int):
     return apply
 
 
-def run_python(source: str, limits: Limits = Limits(), isolation: str = "auto") -> Outcome:
-    """Run `source` as a Python program in a fresh scratch folder under the sandbox; its outcome."""
+def run_python(source: str, limits: Limits = Limits(), isolation: str = "auto",
+               files: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> Outcome:
+    """Run `source` as a Python program under the sandbox; its outcome.
+
+    The program is `main.py` in a read-only program folder (with `files` beside it), run as
+    `main.py <report fd> *args` with the working directory a fresh, empty scratch folder. File descriptor
+    `<report fd>` is the report channel: what the program writes there comes back as `Outcome.report`.
+    """
     if isolation not in ISOLATIONS:
         raise ValueError(f"sandbox isolation {isolation!r} is unknown; choose one of {', '.join(ISOLATIONS)}")
     if isolation == "auto":
@@ -152,30 +225,36 @@ def run_python(source: str, limits: Limits = Limits(), isolation: str = "auto") 
         raise RuntimeError("sandbox isolation 'bwrap' needs bubblewrap, which does not run here "
                            "(apt-get install bubblewrap), or use isolation=auto")
     root = os.geteuid() == 0
-    if isolation == "processes" and not _unshare_prefix():
+    mounts = isolation == "processes" and _namespaces().mounts
+    if isolation == "processes" and not _namespaces().prefix:
         _warn_weak_isolation()
+    # As root, each program runs as a user of its own: samples run at once cannot reach each other's files or
+    # processes, and what it leaves behind can be found by owner.
+    uid = secrets.randbelow(SANDBOX_UIDS.stop - SANDBOX_UIDS.start) + SANDBOX_UIDS.start if root else os.getuid()
     with tempfile.TemporaryDirectory(prefix="r1lab-sandbox-") as folder:
-        os.chmod(folder, 0o711)  # user nobody may pass through to its scratch folder, not list or read the rest
-        scratch, logs = Path(folder) / "scratch", Path(folder) / "logs"
-        scratch.mkdir()
-        logs.mkdir(mode=0o700)
-        (scratch / "main.py").write_text(source, encoding="utf-8")
+        os.chmod(folder, 0o711)  # the program's user may pass through to its folders, not list or read the rest
+        program, scratch, logs = (Path(folder) / name for name in ("program", "scratch", "logs"))
+        for path in (program, scratch, logs):
+            path.mkdir(mode=0o700)
+        for name, text in {**(files or {}), "main.py": source}.items():
+            (program / name).write_text(text, encoding="utf-8")
         if root:
-            os.chown(scratch, NOBODY, NOBODY)
-            os.chown(scratch / "main.py", NOBODY, NOBODY)
-        if isolation == "bwrap":
-            command, owner = _bwrap_command(scratch, "main.py", root), NOBODY if root else os.getuid()
-        elif root:  # the namespaces first (they need root), then user nobody for the program
-            drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-            command, owner = [*_unshare_prefix(), *drop, _python(), "-I", "-S", "main.py"], NOBODY
-        else:
-            command, owner = [*_unshare_prefix(), _python(), "-I", "-S", "main.py"], os.getuid()
-        home = "/sandbox" if isolation == "bwrap" else str(scratch)  # where the scratch folder is, as it sees it
-        nproc = count_processes(owner) + limits.processes  # a fork bomb gets this many, not the machine's
-        started = time.monotonic()
-        with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
+            for path in (program, scratch, *program.iterdir()):
+                os.chown(path, uid, uid)
+        inside = {"program": "/program", "scratch": "/sandbox"} if isolation == "bwrap" else {
+            "program": str(program), "scratch": str(scratch)}
+        with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err, \
+                open(logs / "report", "wb") as report:
+            python = [_python(), "-I", "-S", f"{inside['program']}/main.py", str(report.fileno()), *args]
+            if isolation == "bwrap":
+                command = _bwrap_command(program, limits, root, uid) + python
+            else:
+                command = _process_command(scratch, limits, root, uid, mounts) + python
+            nproc = (0 if root else count_processes(uid)) + limits.processes  # a fork bomb gets this many
+            started = time.monotonic()
             process = subprocess.Popen(command, cwd=scratch, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                       env={"PATH": "/usr/bin:/bin", "HOME": home}, start_new_session=True,
+                                       env={"PATH": "/usr/bin:/bin", "HOME": inside["scratch"]},
+                                       start_new_session=True, pass_fds=(report.fileno(),),
                                        preexec_fn=_limit(limits, nproc))
             try:
                 returncode = process.wait(timeout=limits.wall_s)
@@ -185,8 +264,11 @@ def run_python(source: str, limits: Limits = Limits(), isolation: str = "auto") 
             finally:
                 _kill_group(process)
             returncode = process.returncode if status != "timeout" else -signal.SIGKILL
+        if root and not mounts and isolation != "bwrap":
+            _remove_leftovers(uid)
         return Outcome(status, returncode, _read(logs / "stdout", limits.output_chars),
-                       _read(logs / "stderr", limits.output_chars), time.monotonic() - started)
+                       _read(logs / "stderr", limits.output_chars), time.monotonic() - started,
+                       _read(logs / "report", limits.report_chars))
 
 
 def _kill_group(process: subprocess.Popen) -> None:

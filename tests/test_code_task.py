@@ -11,7 +11,7 @@ import pytest
 
 from conftest import FAST, compose_config, read_scalars
 from r1lab.rewards.code_exec import CodeExecReward
-from r1lab.sandbox import NOBODY, Limits, count_processes, available_isolation, run_python
+from r1lab.sandbox import SANDBOX_UIDS, Limits, available_isolation, run_python
 from r1lab.stages import run_stage
 from r1lab.tasks.code import CodeTask, extract_code, passes_tests
 
@@ -23,11 +23,18 @@ def answer(code: str) -> str:
 
 
 def processes_now() -> int:
-    """Processes of the user sandboxed programs run as (nobody, when the tests run as root), else all: other
-    work on the machine must not make the count move."""
-    if os.geteuid() == 0:
-        return count_processes(NOBODY)
-    return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit())
+    """Processes of the users sandboxed programs run as (drawn from SANDBOX_UIDS, when the tests run as root),
+    else all: other work on the machine must not make the count move."""
+    if os.geteuid() != 0:
+        return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit())
+    count = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            uid = int(status.read_text().split("\nUid:\t", 1)[1].split("\t", 1)[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        count += uid in SANDBOX_UIDS
+    return count
 
 
 @pytest.fixture(params=sorted({"processes", available_isolation()}))

@@ -2,12 +2,15 @@
 
 Problems come from the shipped set (`r1lab/tasks/code_problems.jsonl`) or a JSONL file in r1lab's own format
 (`question`, `tests`, `entry_point`, `solution`), MBPP's (`text`, `test_list`, `test_setup_code`, `code`) or
-HumanEval's (`prompt`, `test`, `entry_point`, `canonical_solution`). A completion is right when the last
-```python block of its answer (else the whole <answer>) followed by the tests exits cleanly in the sandbox.
+HumanEval's (`prompt`, `test`, `entry_point`, `canonical_solution`). The tests are split into cases
+(r1lab/tasks/code_tests.py); the last ```python block of a completion's answer (else the whole <answer>) runs
+in the sandbox with the cases' calls, and the verdict is computed outside it (r1lab/tasks/code_judge.py).
+A completion is right when every case passes; `Verdict.fraction` is the pass fraction (partial credit).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +19,17 @@ from typing import Any
 
 from r1lab.answers import ANSWER_TAG
 from r1lab.jsonl import read_jsonl
-from r1lab.sandbox import ISOLATIONS, Limits, run_python
+from r1lab.sandbox import ISOLATIONS, Limits
 from r1lab.tasks.base import PromptTask
+from r1lab.tasks.code_judge import Verdict, judge_cached
+from r1lab.tasks.code_tests import UnsplittableTests, split_tests
 from r1lab.tasks.jsonl import TaskDataError
+
+log = logging.getLogger("r1lab")
 
 SHIPPED = Path(__file__).with_name("code_problems.jsonl")
 FORMATS = ("auto", "r1lab", "mbpp", "humaneval")
+UNSPLITTABLE = ("error", "skip")
 CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 
 
@@ -36,10 +44,18 @@ def extract_code(completion: str) -> str | None:
     return where.strip() if tagged and where.strip() else None
 
 
-def passes_tests(completion: str, tests: str, limits: Limits = Limits(), isolation: str = "auto") -> bool:
-    """The completion's code, then the tests, run in the sandbox: True when the program exits cleanly."""
+def judge_completion(completion: str, tests: str, entry_point: str = "", limits: Limits = Limits(),
+                     isolation: str = "auto") -> Verdict:
+    """The cases of `tests` the completion's code passes, judged outside the sandbox."""
+    plan = split_tests(tests, entry_point)
     code = extract_code(completion)
-    return code is not None and run_python(f"{code}\n\n{tests}\n", limits, isolation).ok
+    return Verdict(0, len(plan.cases)) if code is None else judge_cached(code, plan, limits, isolation)
+
+
+def passes_tests(completion: str, tests: str, limits: Limits = Limits(), isolation: str = "auto",
+                 entry_point: str = "") -> bool:
+    """Every case of `tests` passes."""
+    return judge_completion(completion, tests, entry_point, limits, isolation).all_passed
 
 
 def detect_format(record: Mapping[str, Any]) -> str:
@@ -66,21 +82,27 @@ def problem(record: Mapping[str, Any], format: str) -> tuple[str, str, str, str]
 
 class CodeTask(PromptTask):
     """Python problems with unit tests. `path=None`: the shipped set. `sandbox`: the limits of each test run
-    (r1lab/sandbox.py `Limits`: wall_s, cpu_s, memory_mb, file_size_mb, processes, open_files);
-    `isolation`: auto (bubblewrap where it runs), bwrap, processes; `workers`: test runs at once."""
+    (r1lab/sandbox.py `Limits`: wall_s, cpu_s, memory_mb, file_size_mb, processes, open_files, scratch_mb);
+    `isolation`: auto (bubblewrap where it runs), bwrap, processes; `workers`: test runs at once;
+    `unsplittable_tests`: a problem whose tests cannot be split into cases judged outside the sandbox is an
+    `error` (the default: it names the problem and the statement) or is `skip`ped with a warning."""
 
     def __init__(self, path: str | None = None, format: str = "auto", prompt_template: str = "{question}",
                  limit: int | None = None, name: str = "code", sandbox: Mapping[str, Any] | None = None,
-                 isolation: str = "auto", workers: int = 4, **prompting: Any):
+                 isolation: str = "auto", workers: int = 4, unsplittable_tests: str = "error", **prompting: Any):
         super().__init__(prompt_template, **prompting)
         if format not in FORMATS:
             raise ValueError(f"task.format={format!r} is unknown; choose one of {', '.join(FORMATS)}")
         if isolation not in ISOLATIONS:
             raise ValueError(f"task.isolation={isolation!r} is unknown; choose one of {', '.join(ISOLATIONS)}")
+        if unsplittable_tests not in UNSPLITTABLE:
+            raise ValueError(f"task.unsplittable_tests={unsplittable_tests!r} is unknown; choose one of "
+                             f"{', '.join(UNSPLITTABLE)}")
         if workers < 1:
             raise ValueError(f"task.workers must be >= 1, got {workers}")
         self.name, self.limits, self.isolation, self.workers = name, Limits(**dict(sandbox or {})), isolation, workers
         file = Path(path).expanduser() if path else SHIPPED
+        skipped = 0
         for line_number, record in read_jsonl(file, f"task {name!r}"):
             kind = detect_format(record) if format == "auto" else format
             try:
@@ -88,14 +110,34 @@ class CodeTask(PromptTask):
             except (KeyError, IndexError) as exc:
                 raise TaskDataError(f"task {name!r}: {file}:{line_number} lacks {exc} for the {kind} format "
                                     f"(its columns: {sorted(record)}); set task.format") from None
+            try:
+                entry_point = split_tests(tests, entry_point).entry_point
+            except UnsplittableTests as exc:
+                if unsplittable_tests == "error":
+                    raise TaskDataError(
+                        f"task {name!r}: {file}:{line_number}: its tests cannot be judged outside the sandbox: {exc}. "
+                        f"Write them as asserts that call the function (top level, or in HumanEval's "
+                        f"check(candidate)), or set task.unsplittable_tests=skip to leave such problems out") from None
+                skipped += 1
+                continue
             self.rows.append(self.make_row(question, solution, tests=tests, entry_point=entry_point))
             if limit is not None and len(self.rows) >= limit:
                 break
+        if skipped:
+            log.warning("task %r: %d problem(s) of %s left out: their tests cannot be split into cases judged "
+                        "outside the sandbox (task.unsplittable_tests=skip)", name, skipped, file)
+        if not self.rows:
+            raise TaskDataError(f"task {name!r}: {file} has no problem r1lab can judge")
 
     def verify(self, completions: Sequence[str], columns: Mapping[str, Sequence[Any]]) -> list[float]:
-        """1.0 when a completion's code passes its problem's tests in the sandbox, else 0.0."""
-        def check(pair: tuple[str, str]) -> float:
-            return float(passes_tests(pair[0], pair[1], self.limits, self.isolation))
+        """1.0 when a completion's code passes every case of its problem's tests, else 0.0."""
+        return [float(v.all_passed) for v in self.judgements(completions, columns)]
+
+    def judgements(self, completions: Sequence[str], columns: Mapping[str, Sequence[Any]]) -> list[Verdict]:
+        entry_points = columns.get("entry_point") or [""] * len(completions)
+
+        def check(item: tuple[str, str, str]) -> Verdict:
+            return judge_completion(*item, self.limits, self.isolation)
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(check, zip(completions, columns["tests"])))
+            return list(pool.map(check, zip(completions, columns["tests"], entry_points)))
