@@ -11,7 +11,8 @@ from r1lab.choices import group_options, unknown_choice_errors
 from r1lab.errors import RunError, reported
 from r1lab.patches import run_hydra_app
 from r1lab.plugins import load_plugins, register_search_path
-from r1lab.run_dir import ensure_writable
+from r1lab.preflight import config_errors, resume_errors, run_dir_errors
+from r1lab.sweep_jobs import sweep_summary
 
 EVAL_SHORTCUTS = {"n": "stage.n", "limit": "stage.limit", "temperature": "stage.temperature", "top_p": "stage.top_p",
                   "greedy": "stage.greedy", "max_new_tokens": "stage.max_new_tokens"}
@@ -33,19 +34,6 @@ def eval_overrides(args: Sequence[str]) -> list[str]:
     return overrides
 
 
-def run_dir_errors(argv: Sequence[str]) -> list[str]:
-    """Hydra writes into the run directory before r1lab runs: check one given on the command line first."""
-    errors = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
-            try:
-                ensure_writable(value)
-            except RunError as exc:
-                errors.append(str(exc))
-    return errors
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "list":
@@ -62,7 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     register_search_path()
     if argv and argv[0] == "eval":
         argv = eval_overrides(argv[1:])
-    errors = unknown_choice_errors([a for a in argv if not a.startswith("-")]) + run_dir_errors(argv)
+    # Before Hydra starts a job (and writes into the run directory): nothing is touched by a run that stops here.
+    errors = unknown_choice_errors([a for a in argv if not a.startswith("-")])
+    errors = errors or config_errors(argv)
+    errors = errors or run_dir_errors(argv) or resume_errors(argv)  # only then: it creates the directory
     if errors:
         for error in errors:
             print(f"error: {error}", file=sys.stderr)
@@ -70,3 +61,4 @@ def main(argv: list[str] | None = None) -> None:
     from r1lab.train import main as hydra_app
 
     run_hydra_app(hydra_app, argv)
+    sys.exit(sweep_summary())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 
 import torch
 import transformers
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import r1lab
@@ -23,11 +25,13 @@ def reward_term(name: str, term: DictConfig) -> str:
 
 
 def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_source: str,
-                     resumed: str | None = None) -> None:
+                     resumed: str | None = None, warnings: Sequence[str] = ()) -> None:
     table = Table(title=f"r1lab {r1lab.__version__}", show_header=False, title_justify="left")
     table.add_row("run dir", run_dir)
     if resumed:
         table.add_row("resumed", resumed)
+    for warning in warnings:  # e.g. a resume from a fallback checkpoint, or into another task
+        table.add_row("[bold red]warning[/]", f"[bold red]{escape(warning)}[/]")
     table.add_row("model", model_source)
     table.add_row("task", f"{cfg.task.get('name', '?')} ({cfg.task._target_})")
     table.add_row("reward", ", ".join(reward_term(name, term) for name, term in cfg.reward.items() if term))

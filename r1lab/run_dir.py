@@ -54,6 +54,25 @@ def process_log_name(local_rank: int | None = None) -> str:
 OmegaConf.register_new_resolver("r1lab_log_name", process_log_name, replace=True)
 
 
+def in_use_by(run_dir: str | Path) -> str | None:
+    """Who holds the run directory's lock now ("pid N on host"), None when no run does; takes nothing."""
+    path = Path(run_dir) / LOCK_NAME
+    if not path.is_file():
+        return None
+    with open(path, "r", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def in_use_message(run_dir: str | Path, holder: str) -> str:
+    return (f"the run directory {run_dir} is in use by another r1lab run ({holder}); wait for it to finish, or "
+            "choose another directory with hydra.run.dir=...")
+
+
 @contextmanager
 def locked(run_dir: str | Path) -> Iterator[None]:
     """Hold the run directory's lock for the run: a second run into the same directory stops at once with a
@@ -68,8 +87,7 @@ def locked(run_dir: str | Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise RunError(f"the run directory {run_dir} is in use by another r1lab run ({holder}); wait for it "
-                           "to finish, or choose another directory with hydra.run.dir=...") from None
+            raise RunError(in_use_message(run_dir, holder)) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

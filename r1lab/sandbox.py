@@ -2,14 +2,18 @@
 
 Layers, outermost first:
 - bubblewrap (`bwrap`, where installed): new PID, network, IPC and UTS namespaces (and a user namespace
-  when r1lab does not run as root; as root, the program runs as user `nobody`, since root is exempt from the
-  process limit); a filesystem view of only the Python installation and system libraries (read-only) and the
-  scratch folder (read-write, the working directory); a private /tmp; the process dies with its parent.
-- without bubblewrap: `unshare --net --pid` where the kernel allows it (no network, its own PID namespace),
-  and, when r1lab runs as root, the program runs as user `nobody` (`setpriv`).
-- always: `python -I -S` (no site-packages, no environment), an empty environment, resource limits (CPU
-  seconds, address space, file size, open files, processes, no core dumps), a wall-clock timeout after which
-  the whole process group is killed, and output read up to a bound.
+  when r1lab does not run as root); a filesystem view of only the Python installation and system libraries
+  (read-only), the program folder (read-only) and private tmpfs for the scratch folder (the working
+  directory), /tmp and /dev/shm, each `scratch_mb` large; the process dies with its parent.
+- without bubblewrap: `unshare --net --pid --mount-proc` where the kernel allows it (no network, its own PID
+  namespace and /proc), and with the mount namespace, private tmpfs over the scratch folder and every
+  world-writable place; otherwise whatever the program's user left behind is removed afterwards.
+- always: as root, a user of its own per program (samples cannot reach each other; root is exempt from the
+  process limit); `python -I -S` (no site-packages, no environment), an empty environment, resource limits
+  (CPU seconds, address space, file size, open files, processes, no core dumps), a wall-clock timeout after
+  which the whole process group is killed, and output read up to a bound. The program reports through a file
+  descriptor of its own (`Outcome.report`); code judged by r1lab never decides its verdict here (see
+  r1lab/tasks/code_judge.py).
 
 What it does not protect against is in the README ("The code sandbox").
 """

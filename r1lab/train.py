@@ -7,11 +7,13 @@ import hydra
 from omegaconf import DictConfig
 
 from r1lab.errors import reported
+from r1lab.sweep_jobs import in_sweep, sweep_job
 
 
 @hydra.main(version_base="1.3", config_path="pkg://r1lab.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from r1lab.stages import run_stage  # heavy imports after Hydra has parsed the command line
 
-    with reported():  # bad input: one paragraph, exit status 2
+    # A failing job of a sweep is recorded and the sweep goes on; a single run: one paragraph, exit status 2.
+    with sweep_job() if in_sweep() else reported():
         return run_stage(cfg)

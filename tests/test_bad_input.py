@@ -3,16 +3,19 @@ was wrong and what is allowed, with exit status 2 and no traceback, and no run d
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import FAST, compose_config, read_scalars, run_cli
+from r1lab.checkpointing import checkpoint_step
 from r1lab.errors import reported
 from r1lab.stages import run_stage
 
@@ -98,6 +101,13 @@ def test_a_broken_checkpoint_is_named_and_the_run_left_as_it_was(tmp_path, capsy
 
 def test_a_checkpoint_of_another_model_shape(tmp_path, capsys, finished_run):
     message = error_of(tmp_path, ["model=tiny_random", f"resume={finished_run}"], capsys)
+    assert "was trained with another model than this run's (name_or_path: 'pkg://r1lab.toy/base_model' → None" in message
+    # A checkpoint that does not say which model wrote it: the weights that do not fit are named.
+    anonymous = tmp_path / "anonymous.ckpt"
+    checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint.pop("r1lab_run")
+    torch.save(checkpoint, anonymous)
+    message = error_of(tmp_path, ["model=tiny_random", f"resume={anonymous}"], capsys)
     assert "holds weights of another model than this run's" in message and "key(s) in state_dict" in message
 
 
@@ -117,22 +127,42 @@ def test_a_run_directory_that_cannot_be_written(tmp_path):
     assert "the run directory /proc/r1lab-run cannot be created or written" in err
 
 
+@contextmanager
+def small_disk(folder: Path, megabytes: int):
+    """A real full disk: a tmpfs of `megabytes` mounted on `folder` (root only), else None."""
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "r1lab-test",
+                                            str(folder)], capture_output=True).returncode != 0:
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
 def test_a_full_disk_stops_with_a_message_and_keeps_the_earlier_checkpoints(tmp_path):
-    run_dir = tmp_path / "full"
-    result = subprocess.run([sys.executable, str(REPO / "tests" / "kill_during_checkpoint.py"), "+experiment=r1_zero",
-                             *FAST, "trainer.max_steps=4", "callbacks.checkpoint.every_n_train_steps=1",
-                             "callbacks.policy=null", f"hydra.run.dir={run_dir}"], cwd=tmp_path, text=True,
-                            capture_output=True, env={**os.environ, **ENV, "R1LAB_TEST_FAULT_AT_SAVE": "5",
-                                                      "R1LAB_TEST_FAULT": "disk_full"}, timeout=300)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "could not write the checkpoint" in result.stderr and "No space left on device" in result.stderr
-    assert "Traceback" not in result.stderr
-    saved = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
-    assert saved == ["last.ckpt", "step000001.ckpt", "step000002.ckpt"]  # saves 1-4; the 5th (step 3) failed
-    for name in saved:
-        assert "state_dict" in torch.load(run_dir / "checkpoints" / name, map_location="cpu", weights_only=False)
-    assert not list((run_dir / "checkpoints").glob(".*.partial"))
-    assert [s for s, _ in read_scalars(run_dir)["train/reward"]][:3] == [0, 1, 2]  # the logs are kept
+    """The disk really fills (a small tmpfs as the run directory; where mounting is not allowed, a file-size
+    limit makes the kernel refuse the write instead): no traceback, no partial file, the earlier checkpoints
+    and the logs intact."""
+    command = [sys.executable, "-m", "r1lab", "+experiment=r1_zero", *FAST, "trainer.max_steps=6",
+               "callbacks.checkpoint.every_n_train_steps=1", "callbacks.policy=null"]
+    with small_disk(tmp_path / "disk", 40) as disk:  # room for two checkpoints of the toy model (14 MB each)
+        run_dir = (disk or tmp_path / "disk") / "run"
+        limit = None if disk else (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (10_000_000, 10_000_000)))
+        result = subprocess.run([*command, f"hydra.run.dir={run_dir}"], cwd=tmp_path, text=True, capture_output=True,
+                                env={**os.environ, **ENV}, timeout=300, preexec_fn=limit)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "could not write the checkpoint" in result.stderr
+        assert ("No space left on device" if disk else "File too large") in result.stderr
+        assert "Traceback" not in result.stderr
+        saved = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+        if disk:  # the first step's checkpoints fit, the second step's do not
+            assert saved == ["last.ckpt", "step000001.ckpt"]
+        for name in saved:
+            assert "state_dict" in torch.load(run_dir / "checkpoints" / name, map_location="cpu", weights_only=False)
+        assert not list((run_dir / "checkpoints").glob(".*.partial"))  # the failed write leaves nothing behind
+        assert [s for s, _ in read_scalars(run_dir)["train/reward"]][:1] == [0]  # the logs are kept
 
 
 def test_two_runs_into_one_run_directory(tmp_path):
@@ -173,3 +203,83 @@ def test_a_bad_reward_timeout_is_an_error(tmp_path, capsys):
 def test_a_limit_below_one_is_an_error_before_the_model_loads(tmp_path, args):
     message = cli_error([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert "stage.limit must be >= 1" in message and "got 0" in message
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sampler.group_size=abc"], "sampler.group_size='abc': expected an integer (the default is 8)"),
+    (["seed=abc"], "seed='abc': expected an integer"),
+    (["loss.beta=nan"], "loss.beta=nan: numbers must be finite"),
+    (["loss.beta=inf"], "loss.beta=inf: numbers must be finite"),
+    (["reward.accuracy.weight=nan"], "reward.accuracy.weight=nan: numbers must be finite"),
+    (["sampler.temperature=hot"], "sampler.temperature='hot': expected a number"),
+    (["trainer.enable_progress_bar=maybe"], "trainer.enable_progress_bar='maybe': expected true or false"),
+    (["trainer.max_step=5"], "there is no key 'trainer.max_step' in the config. Did you mean trainer.max_steps"),
+    (["sede=3"], "there is no key 'sede' in the config. Did you mean seed?"),
+    (["-m", "loss.beta=0.04,nan"], "loss.beta=nan: numbers must be finite"),
+], ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_wrong_types_typos_and_non_finite_numbers_stop_before_the_run_directory_is_touched(tmp_path, args, message):
+    run_dir = tmp_path / "run"
+    err = cli_error(["+experiment=r1_zero", *args, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}"],
+                    tmp_path)
+    assert message in err
+    assert not run_dir.exists()  # nothing was written: no .hydra/, no log
+
+
+def test_a_run_directory_that_holds_a_run_is_never_run_into_again(tmp_path):
+    run_dir = tmp_path / "run"
+    common = ["+experiment=r1_zero", *FAST, "callbacks.policy=null", f"hydra.run.dir={run_dir}"]
+    run_cli([*common, "trainer.max_steps=1"], cwd=tmp_path, env=ENV)
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    err = cli_error([*common, "trainer.max_steps=1"], tmp_path)
+    assert f"the run directory {run_dir} already holds a run" in err and "resume=auto" in err
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before  # not a byte changed
+    run_cli([*common, "trainer.max_steps=2", "resume=auto"], cwd=tmp_path, env=ENV)  # continuing it is allowed
+    assert [s for s, _ in read_scalars(run_dir)["train/reward"]] == [0, 1]
+
+
+def test_a_sweep_runs_every_job_when_one_fails_and_lists_the_failure(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "+experiment=r1_zero", *FAST, "trainer.max_steps=1", "callbacks.policy=null",
+                      "loss.beta=0.0,-1,0.04", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=ENV, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "1 job(s) of the sweep failed (the others ran)" in result.stderr
+    assert "job 1 (" in result.stderr and "loss.beta must be >= 0" in result.stderr
+    assert (sweep / "0" / "checkpoints").is_dir() and (sweep / "2" / "checkpoints").is_dir()  # before and after it
+    assert not (sweep / "1" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_resume_auto_falls_back_to_the_newest_readable_checkpoint(tmp_path, finished_run, damage):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"" if damage == "empty" else last.read_bytes()[:1000])
+    result = run_cli(["+experiment=r1_zero", *FAST, "trainer.max_steps=3", "callbacks.policy=null",
+                      "callbacks.checkpoint.every_n_train_steps=1", "resume=auto", f"hydra.run.dir={run_dir}"],
+                     cwd=tmp_path, env=ENV)
+    assert "step000002.ckpt, the newest readable checkpoint" in result.stdout + result.stderr
+    assert ("is empty (0 bytes" if damage == "empty" else "is not a readable checkpoint") in result.stdout + result.stderr
+    assert (run_dir / "checkpoints" / "last.ckpt.unreadable").is_file()  # kept, never deleted
+    assert checkpoint_step(run_dir / "checkpoints" / "last.ckpt") == 3  # and the run went on from step 2
+
+
+def test_an_empty_checkpoint_says_so(tmp_path, capsys):
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    assert f"resume: {empty} is empty (0 bytes" in error_of(tmp_path, [f"resume={empty}"], capsys)
+
+
+def test_resuming_into_another_model_is_refused_and_into_another_task_warned(tmp_path, finished_run):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    base = [*FAST, "trainer.max_steps=3", "callbacks.policy=null", "resume=auto", f"hydra.run.dir={run_dir}"]
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    err = cli_error(["+experiment=r1_zero_control", *base], tmp_path)
+    assert "was trained with another model than this run's (name_or_path:" in err and "control_model" in err
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # refused before Hydra wrote a thing
+    result = run_cli(["+experiment=r1_zero", "task=addition", *base], cwd=tmp_path, env=ENV)
+    assert "resumed into another task: toy_addition → addition" in result.stdout

@@ -97,6 +97,7 @@ class RLModule(pl.LightningModule):
         self.seed = seed  # with the RL step, seeds each prompt's sampling (sampler.seeding=per_prompt)
         self.rl_step = 0  # RL steps done: the x-axis of every metric (optimizer steps may be more)
         self.resumed_at: int | None = None  # the RL step a resumed run continues from; None: not resuming
+        self.run_identity: dict[str, Any] = {}  # saved with each checkpoint (checkpointing.run_identity)
         self.monitor = [name for name in monitor if name]  # metrics callbacks watch (trainer.callback_metrics)
         self.last_metrics: dict[str, float] = {}
 
@@ -270,6 +271,7 @@ class RLModule(pl.LightningModule):
             self.logger.save()
         # RNG states make a resumed run sample exactly what the uninterrupted run would have.
         checkpoint["r1lab_rng"] = {**rng_state(), "consecutive_skips": self.consecutive_skips, "rl_step": self.rl_step}
+        checkpoint["r1lab_run"] = self.run_identity  # a resume compares its own with it
         if is_peft(self.policy):  # the frozen base is the model the run loads; only the adapters change
             trained = trainable_names(self.policy, prefix="policy.")
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}

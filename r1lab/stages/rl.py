@@ -14,7 +14,8 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from r1lab.callbacks.curriculum import CurriculumUpdate
-from r1lab.checkpointing import checkpoint_mismatch_explained, checkpoint_step, resolve_resume
+from r1lab.checkpointing import (auto_resume, checkpoint_mismatch_explained, read_checkpoint, resolve_resume,
+                                 resume_differences, run_identity)
 from r1lab.header import print_run_header
 from r1lab.patches import leave_no_ranks_behind
 from r1lab.plugins import load_plugins
@@ -46,10 +47,15 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
         schedule = replace(schedule, share_prompts=False)
     task = instantiate(cfg.task)
     datamodule = PromptDataModule(task, instantiate(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
-    checkpoint = resolve_resume(cfg.get("resume"), Path(cfg.paths.output_dir))
+    resume, run_dir = cfg.get("resume"), Path(cfg.paths.output_dir)
+    checkpoint, resume_note = auto_resume(run_dir) if resume == "auto" else (resolve_resume(resume, run_dir), None)
     # Resuming (resume=auto without a checkpoint too: a run killed before its first one) continues from this
     # step; what an interrupted run logged from there on is dropped from view (logger, samples.jsonl).
-    resume_step = checkpoint_step(checkpoint) if checkpoint else (0 if cfg.get("resume") else None)
+    resume_step, saved_run = read_checkpoint(checkpoint) if checkpoint else ((0 if resume else None), {})
+    identity = run_identity(cfg)
+    differences = resume_differences(saved_run, identity, checkpoint) if checkpoint else []  # another model: refused
+    for difference in differences:
+        log.warning("resume: this run differs from the one that wrote %s: %s", checkpoint, difference)
     policy = instantiate(cfg.model)
     task.render_prompts(policy.tokenizer)  # task.prompt_format=chat: the policy's own chat template
     pad_token_id = policy.tokenizer.pad_token_id
@@ -59,13 +65,15 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
     step_metrics = StepMetrics(rewards, pad_token_id, task.hard_difficulty, getattr(task, "answer_format", "auto"))
     module = RLModule(policy, sampler, collector, advantage, loss, step_metrics, optim, schedule, monitor=monitor,
                       seed=cfg.seed)
-    module.resumed_at = resume_step
+    module.resumed_at, module.run_identity = resume_step, identity
 
     trainer = make_trainer(cfg, callbacks=[CurriculumUpdate(), *callbacks], model=policy.model,
                            max_grad_norm=optim.max_grad_norm, resume_step=resume_step)
     if trainer.is_global_zero:
         print_run_header(cfg, load_plugins(), cfg.paths.output_dir, policy.source,
-                         resumed=f"{checkpoint} (from RL step {module.resumed_at})" if checkpoint else None)
+                         resumed=f"{checkpoint} (from RL step {module.resumed_at})" if checkpoint else None,
+                         warnings=([resume_note] if resume_note else []) +
+                         [f"resumed into another {d}" for d in differences])
     with leave_no_ranks_behind(), checkpoint_mismatch_explained(checkpoint):
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
