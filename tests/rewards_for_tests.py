@@ -20,3 +20,8 @@ def hangs(prompts, completions, **columns):
     import time
 
     time.sleep(3600)
+
+
+def strings(prompts, completions, **columns):
+    """A broken reward: numbers as text."""
+    return ["1.0"] * len(completions)

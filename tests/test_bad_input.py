@@ -67,6 +67,10 @@ CATALOGUE = {
     "wrong number of rewards": (["+reward.broken._target_=rewards_for_tests.one_value", "+reward.broken._partial_=true"],
                                 "reward term 'broken' returned 1 values for 8 completions"),
     "resume path missing": (["resume=/no/such/run.ckpt"], "resume='/no/such/run.ckpt': no checkpoint at"),
+    "max_new_tokens past the context": (["sampler.max_new_tokens=100000000"],
+                                        "sampler.max_new_tokens=100000000 does not fit the model's context of 512"),
+    "a reward returning strings": (["+reward.text._target_=rewards_for_tests.strings", "+reward.text._partial_=true"],
+                                   "reward term 'text' returned '1.0' (str) for completion 0"),
 }
 
 
@@ -79,10 +83,13 @@ def test_bad_settings(tmp_path, capsys, case):
 
 @pytest.mark.parametrize(("content", "message"), [
     (GOOD_LINE + b'{"question": "2+2", "answer": \n', "task.jsonl:2 is not valid JSON"),
+    (GOOD_LINE + b'{"question": "2+2", "answer": null}\n', "task.jsonl:2 has an empty 'answer' (None)"),
+    (GOOD_LINE + json.dumps({"question": "1+" * 3000 + "1", "answer": "#### 3001"}).encode() + b"\n",
+     "prompt 1 of the task has"),
     (b"", "task.jsonl holds no records (it is empty or blank)"),
     (GOOD_LINE + b'{"question": "caf\xe9", "answer": "#### 1"}\n', "task.jsonl:2 is not UTF-8 text (byte 0xe9"),
     (b'["a list"]\n', "task.jsonl:1 is a JSON list, not an object"),
-], ids=["malformed line", "empty file", "not UTF-8", "not an object"])
+], ids=["malformed line", "null answer", "prompt longer than the context", "empty file", "not UTF-8", "not an object"])
 def test_bad_task_files(tmp_path, capsys, content, message):
     assert message in error_of(tmp_path, ["task=gsm8k", data_file(tmp_path, content)], capsys)
 
@@ -283,3 +290,24 @@ def test_resuming_into_another_model_is_refused_and_into_another_task_warned(tmp
     assert sorted(p.name for p in run_dir.rglob("*")) == before  # refused before Hydra wrote a thing
     result = run_cli(["+experiment=r1_zero", "task=addition", *base], cwd=tmp_path, env=ENV)
     assert "resumed into another task: toy_addition → addition" in result.stdout
+
+
+def test_a_nan_reward_is_named_in_the_log(tmp_path, caplog):
+    sys.path.insert(0, str(REPO / "tests"))  # rewards_for_tests
+    cfg = compose_config(["+experiment=r1_zero", *FAST, "trainer.max_steps=1", "callbacks.policy=null",
+                          "+reward.broken._target_=rewards_for_tests.not_a_number", "+reward.broken._partial_=true",
+                          "rl.schedule.max_consecutive_skips=1"], output_dir=tmp_path / "run")
+    with caplog.at_level("WARNING"), pytest.raises(RuntimeError, match="consecutive RL steps had non-finite"):
+        run_stage(cfg)
+    assert "reward term 'broken' returned 8 non-finite value(s)" in caplog.text
+
+
+def test_a_model_folder_without_tokenizer_files(tmp_path, capsys):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = tmp_path / "weights_only"
+    config = AutoConfig.for_model("qwen2", vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=1)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    message = error_of(tmp_path, ["model=hf", f"model.name_or_path={folder}"], capsys)
+    assert f"the model folder {folder} has no tokenizer files" in message

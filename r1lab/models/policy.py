@@ -36,12 +36,22 @@ class Policy:
     source: str  # where it came from, for the run header
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model",
+                   "spiece.model", "merges.txt")
+
+
 def load_tokenizer(path: str | Path, **kwargs: Any):
-    config_file = Path(path) / "tokenizer_config.json"
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(f"the model folder {folder} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); "
+                             "save the tokenizer beside the weights (tokenizer.save_pretrained(folder))")
+    config_file = folder / "tokenizer_config.json"
     if config_file.is_file() and json.loads(config_file.read_text()).get("tokenizer_class") in PLAIN_TOKENIZER_CLASSES:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), **kwargs)
     else:
         tokenizer = AutoTokenizer.from_pretrained(str(path), **kwargs)
+    if len(tokenizer) == 0:
+        raise ModelLoadError(f"the tokenizer in {path} has an empty vocabulary; save the model's own tokenizer there")
     return tokenizer
 
 
@@ -160,3 +170,34 @@ def _load_pretrained(name_or_path: str, dtype: torch.dtype, offline: bool) -> Po
             "model.name_or_path=models/NAME, or set model.offline=false on a machine with network access."
         ) from exc
     return Policy(model, tokenizer, source)
+
+
+def model_context(model) -> int | None:
+    """The positions the model has (max_position_embeddings), None when its config does not say."""
+    return getattr(model.config, "max_position_embeddings", None) or None
+
+
+def longest_prompt(tokenizer, prompts: Sequence[str]) -> tuple[int, int]:
+    """(tokens, index) of the longest prompt, tokenizing the 256 longest in characters (a large task's every
+    prompt would take seconds; token counts follow character counts closely enough for a bound)."""
+    candidates = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)[:256]
+    lengths = tokenizer([prompts[i] for i in candidates], add_special_tokens=False).input_ids
+    best = max(range(len(candidates)), key=lambda k: len(lengths[k]))
+    return len(lengths[best]), candidates[best]
+
+
+def check_fits_context(policy: Policy, prompts: Sequence[str], max_new_tokens: int) -> None:
+    """Every prompt plus `sampler.max_new_tokens` must fit the model's context; else an error that says what
+    fits, before anything is allocated for it."""
+    context = model_context(policy.model)
+    if not context or not prompts:
+        return
+    longest, index = longest_prompt(policy.tokenizer, prompts)
+    if longest >= context:
+        raise ValueError(f"prompt {index} of the task has {longest} tokens and the model's context is {context}: "
+                         "nothing can be generated after it; shorten the task's prompts (task.limit, another "
+                         "template) or use a model with a longer context")
+    if longest + max_new_tokens > context:
+        raise ValueError(f"sampler.max_new_tokens={max_new_tokens} does not fit the model's context of {context} "
+                         f"tokens after the longest prompt ({longest} tokens, prompt {index}); at most "
+                         f"{context - longest} fits")

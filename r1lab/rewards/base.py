@@ -89,7 +89,13 @@ class RewardSet:
             raw, failures[name] = _call_term(name, fn, prompts, completions, columns, self.timeouts.get(name))
             if len(raw) != len(completions):
                 raise ValueError(f"reward term {name!r} returned {len(raw)} values for {len(completions)} completions")
-            nonfinite += sum(1 for v in raw if v is not None and not math.isfinite(float(v)))
+            _check_values(name, raw)
+            bad = sum(1 for v in raw if v is not None and not math.isfinite(float(v)))
+            if bad:
+                log.warning("reward term %r returned %d non-finite value(s) (nan or inf) in this batch; the step is "
+                            "skipped (a reward should return a finite number, or None where it does not apply)",
+                            name, bad)
+            nonfinite += bad
             terms[name] = torch.tensor([math.nan if v is None else float(v) for v in raw], dtype=torch.float32)
             # None adds nothing to the total; a returned nan/inf stays visible in it.
             total += weight * torch.tensor([0.0 if v is None else float(v) for v in raw], dtype=torch.float32)
@@ -105,6 +111,15 @@ class RewardSet:
             if callable(report):
                 metrics |= report(scored.terms[name].tolist(), completions, **columns)
         return metrics
+
+
+def _check_values(name: str, values: Sequence[Any]) -> None:
+    """Numbers or None only: a string or another object would be coerced (or fail) far from its cause."""
+    for index, value in enumerate(values):
+        if value is not None and (isinstance(value, (str, bytes)) or not hasattr(value, "__float__")):
+            raise ValueError(f"reward term {name!r} returned {value!r} ({type(value).__name__}) for completion "
+                            f"{index}; a reward returns a number (float) per completion, or None where it does not "
+                            "apply")
 
 
 def _call_term(name: str, fn: RewardFn, prompts, completions, columns, timeout_s: float | None = None

@@ -20,6 +20,7 @@ import torch
 from hydra.utils import instantiate
 
 from r1lab.answers import answers_match, extract_answer
+from r1lab.models.policy import longest_prompt, model_context
 from r1lab.rollout import PromptBatch
 from r1lab.samplers.base import GREEDY
 
@@ -92,13 +93,13 @@ def markdown_table(results: dict[str, dict[str, float]]) -> str:
 def generation_length(requested: int, model, tokenizer, prompts: Sequence[str]) -> int:
     """`requested`, or less where the longest prompt plus `requested` tokens would pass the model's context
     (the toy models' 512 positions)."""
-    context = getattr(model.config, "max_position_embeddings", None)
+    context = model_context(model)
     if not context:
         return requested
-    longest = max(len(tokenizer(prompt, add_special_tokens=False).input_ids) for prompt in prompts)
+    longest, index = longest_prompt(tokenizer, prompts)
     if longest >= context:
-        raise ValueError(f"the longest prompt has {longest} tokens and the model's context is {context}: nothing "
-                         "can be generated; shorten the task's prompts or use a model with a longer context")
+        raise ValueError(f"prompt {index} of the task has {longest} tokens and the model's context is {context}: "
+                         "nothing can be generated; shorten the task's prompts or use a model with a longer context")
     return min(requested, context - longest)
 
 

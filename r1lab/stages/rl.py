@@ -17,6 +17,7 @@ from r1lab.callbacks.curriculum import CurriculumUpdate
 from r1lab.checkpointing import (auto_resume, checkpoint_mismatch_explained, read_checkpoint, resolve_resume,
                                  resume_differences, run_identity)
 from r1lab.header import print_run_header
+from r1lab.models.policy import check_fits_context
 from r1lab.patches import leave_no_ranks_behind
 from r1lab.plugins import load_plugins
 from r1lab.rewards.base import RewardSet
@@ -58,6 +59,7 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
         log.warning("resume: this run differs from the one that wrote %s: %s", checkpoint, difference)
     policy = instantiate(cfg.model)
     task.render_prompts(policy.tokenizer)  # task.prompt_format=chat: the policy's own chat template
+    check_fits_context(policy, [row["prompt"] for row in task.rows], int(cfg.sampler.max_new_tokens))
     pad_token_id = policy.tokenizer.pad_token_id
     collector = RolloutCollector(rewards, task.verify, pad_token_id, dynamic_sampling=cfg.rl.dynamic_sampling.enabled,
                                  max_draws=cfg.rl.dynamic_sampling.max_draws)

@@ -47,6 +47,10 @@ class JsonlTask(PromptTask):
                     raise TaskDataError(f"task {name!r}: {file}:{line_number} has no column {key!r} "
                                         f"(its columns: {sorted(record)}); set task.question_key / "
                                         "task.answer_key / task.keep_keys")
+            if record[answer_key] is None or str(record[answer_key]).strip() == "":
+                raise TaskDataError(f"task {name!r}: {file}:{line_number} has an empty {answer_key!r} ("
+                                    f"{record[answer_key]!r}); every problem needs its gold answer: fill it in or "
+                                    "remove the line")
             answer = str(record[answer_key])
             if pattern is not None:
                 match = pattern.search(answer)
