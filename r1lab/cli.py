@@ -12,8 +12,10 @@ from r1lab.errors import RunError, reported
 from r1lab.patches import run_hydra_app
 from r1lab.plugins import load_plugins, register_search_path
 from r1lab.preflight import config_errors, resume_errors, run_dir_errors
+from r1lab.run_dir import is_first_process
 from r1lab.sweep_jobs import sweep_summary
 
+OWN_CONFIG_FLAGS = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir")
 EVAL_SHORTCUTS = {"n": "stage.n", "limit": "stage.limit", "temperature": "stage.temperature", "top_p": "stage.top_p",
                   "greedy": "stage.greedy", "max_new_tokens": "stage.max_new_tokens"}
 
@@ -52,8 +54,11 @@ def main(argv: list[str] | None = None) -> None:
         argv = eval_overrides(argv[1:])
     # Before Hydra starts a job (and writes into the run directory): nothing is touched by a run that stops here.
     errors = unknown_choice_errors([a for a in argv if not a.startswith("-")])
-    errors = errors or config_errors(argv)
-    errors = errors or run_dir_errors(argv) or resume_errors(argv)  # only then: it creates the directory
+    own_config = any(a.split("=")[0] in OWN_CONFIG_FLAGS for a in argv)  # a sweep file or a saved config
+    if not own_config:
+        errors = errors or config_errors(argv)
+    if is_first_process():  # the other ranks of a run share its directory (and its lock)
+        errors = errors or run_dir_errors(argv) or resume_errors(argv)  # only then: it creates the directory
     if errors:
         for error in errors:
             print(f"error: {error}", file=sys.stderr)

@@ -90,15 +90,14 @@ def config_errors(argv: Sequence[str]) -> list[str]:
         except HydraException:
             return []  # an unknown option: choices.py has said so
     known = sorted(set(_keys(OmegaConf.to_container(base, resolve=False))))
+    known_set = set(known)
     errors = []
     for override in parsed:
         key = override.key_or_group
         if (key in groups or key.split(".")[0] == "hydra" or override.is_delete() or override.is_add()
                 or override.is_force_add()):
             continue  # `+key=...` adds a key: nothing to compare with
-        default = OmegaConf.select(base, key, default=_ABSENT, throw_on_missing=False,
-                                   throw_on_resolution_failure=False)
-        if default is _ABSENT:
+        if key not in known_set and not _under_open_dict(base, key):
             close = difflib.get_close_matches(key, known, n=2, cutoff=0.75)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
             parent = key.rpartition(".")[0]
@@ -106,13 +105,19 @@ def config_errors(argv: Sequence[str]) -> list[str]:
             listed = f" Keys under {parent or 'the root'}: {', '.join(siblings[:40])}." if siblings else ""
             errors.append(f"there is no key {key!r} in the config.{hint}{listed} (`+{key}=...` adds a new one)")
             continue
+        default = OmegaConf.select(base, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
         if isinstance(default, (DictConfig, ListConfig)):
             continue
         errors += value_errors(key, default, _values(override))
     return errors
 
 
-_ABSENT = object()
+def _under_open_dict(cfg: DictConfig, key: str) -> bool:
+    """A key under a node that accepts new keys (not in struct mode): Hydra takes it, so may we."""
+    parent = key.rpartition(".")[0]
+    node = OmegaConf.select(cfg, parent, default=None, throw_on_missing=False,
+                            throw_on_resolution_failure=False) if parent else cfg
+    return isinstance(node, DictConfig) and OmegaConf.is_struct(node) is False
 
 
 def holds_a_run(path: Path) -> bool:
