@@ -94,9 +94,9 @@ def config_errors(argv: Sequence[str]) -> list[str]:
     errors = []
     for override in parsed:
         key = override.key_or_group
-        if (key in groups or key.split(".")[0] == "hydra" or override.is_delete() or override.is_add()
-                or override.is_force_add()):
-            continue  # `+key=...` adds a key: nothing to compare with
+        if (key in groups or "/" in key or key.split(".")[0] == "hydra" or override.is_delete()
+                or override.is_add() or override.is_force_add()):
+            continue  # a config group (hydra/launcher=...), Hydra's own settings, or `+key=...`: Hydra checks
         if key not in known_set and not _under_open_dict(base, key):
             close = difflib.get_close_matches(key, known, n=2, cutoff=0.75)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""

@@ -85,11 +85,14 @@ def test_bad_settings(tmp_path, capsys, case):
     (GOOD_LINE + b'{"question": "2+2", "answer": \n', "task.jsonl:2 is not valid JSON"),
     (GOOD_LINE + b'{"question": "2+2", "answer": null}\n', "task.jsonl:2 has an empty 'answer' (None)"),
     (GOOD_LINE + json.dumps({"question": "1+" * 3000 + "1", "answer": "#### 3001"}).encode() + b"\n",
-     "prompt 1 of the task has"),
+     "prompt 1 of the task has at least"),
+    (GOOD_LINE + json.dumps({"question": "1+" * 5_000_000 + "1", "answer": "#### 1"}).encode() + b"\n",
+     "prompt 1 of the task has at least 16"),
     (b"", "task.jsonl holds no records (it is empty or blank)"),
     (GOOD_LINE + b'{"question": "caf\xe9", "answer": "#### 1"}\n', "task.jsonl:2 is not UTF-8 text (byte 0xe9"),
     (b'["a list"]\n', "task.jsonl:1 is a JSON list, not an object"),
-], ids=["malformed line", "null answer", "prompt longer than the context", "empty file", "not UTF-8", "not an object"])
+], ids=["malformed line", "null answer", "prompt longer than the context", "a 10 MB line", "empty file", "not UTF-8",
+        "not an object"])
 def test_bad_task_files(tmp_path, capsys, content, message):
     assert message in error_of(tmp_path, ["task=gsm8k", data_file(tmp_path, content)], capsys)
 

@@ -19,7 +19,7 @@ FLOORS = [
     ("the trainer", {"r1lab.trainer"}),
     ("stages", {"r1lab.stages"}),
     ("entry points", {"r1lab.train", "r1lab.cli", "r1lab.__main__", "r1lab.listing", "r1lab.choices",
-                      "r1lab.report", "r1lab.sweep_report", "r1lab.testing"}),
+                      "r1lab.report", "r1lab.sweep_report", "r1lab.testing", "r1lab.preflight", "r1lab.sweep_jobs"}),
 ]
 
 

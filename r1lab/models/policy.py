@@ -177,11 +177,13 @@ def model_context(model) -> int | None:
     return getattr(model.config, "max_position_embeddings", None) or None
 
 
-def longest_prompt(tokenizer, prompts: Sequence[str]) -> tuple[int, int]:
+def longest_prompt(tokenizer, prompts: Sequence[str], cap: int | None = None) -> tuple[int, int]:
     """(tokens, index) of the longest prompt, tokenizing the 256 longest in characters (a large task's every
-    prompt would take seconds; token counts follow character counts closely enough for a bound)."""
+    prompt would take seconds; token counts follow character counts closely enough for a bound). With `cap`
+    (tokens), only each prompt's first 32 × cap characters are read: a longer count is at least that much."""
     candidates = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)[:256]
-    lengths = tokenizer([prompts[i] for i in candidates], add_special_tokens=False).input_ids
+    chars = None if cap is None else 32 * cap
+    lengths = tokenizer([prompts[i][:chars] for i in candidates], add_special_tokens=False).input_ids
     best = max(range(len(candidates)), key=lambda k: len(lengths[k]))
     return len(lengths[best]), candidates[best]
 
@@ -192,11 +194,11 @@ def check_fits_context(policy: Policy, prompts: Sequence[str], max_new_tokens: i
     context = model_context(policy.model)
     if not context or not prompts:
         return
-    longest, index = longest_prompt(policy.tokenizer, prompts)
+    longest, index = longest_prompt(policy.tokenizer, prompts, cap=context)
     if longest >= context:
-        raise ValueError(f"prompt {index} of the task has {longest} tokens and the model's context is {context}: "
-                         "nothing can be generated after it; shorten the task's prompts (task.limit, another "
-                         "template) or use a model with a longer context")
+        raise ValueError(f"prompt {index} of the task has at least {longest} tokens and the model's context is "
+                         f"{context}: nothing can be generated after it; shorten the task's prompts (task.limit, "
+                         "another template) or use a model with a longer context")
     if longest + max_new_tokens > context:
         raise ValueError(f"sampler.max_new_tokens={max_new_tokens} does not fit the model's context of {context} "
                          f"tokens after the longest prompt ({longest} tokens, prompt {index}); at most "

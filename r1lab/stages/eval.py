@@ -96,10 +96,11 @@ def generation_length(requested: int, model, tokenizer, prompts: Sequence[str]) 
     context = model_context(model)
     if not context:
         return requested
-    longest, index = longest_prompt(tokenizer, prompts)
+    longest, index = longest_prompt(tokenizer, prompts, cap=context)
     if longest >= context:
-        raise ValueError(f"prompt {index} of the task has {longest} tokens and the model's context is {context}: "
-                         "nothing can be generated; shorten the task's prompts or use a model with a longer context")
+        raise ValueError(f"prompt {index} of the task has at least {longest} tokens and the model's context is "
+                         f"{context}: nothing can be generated; shorten the task's prompts or use a model with a "
+                         "longer context")
     return min(requested, context - longest)
 
 
