@@ -109,8 +109,8 @@ def resume_differences(saved: dict[str, Any], now: dict[str, Any], checkpoint: s
                               f"({'; '.join(changed)}); resume with the model options it was trained with "
                               "(its run directory's .hydra/overrides.yaml lists them), or start afresh")
     before, after = saved.get("choices", {}), now.get("choices", {})
-    return [f"{group}: {before.get(group, '-')} → {after.get(group, '-')}" for group in sorted(set(before) | set(after))
-            if before.get(group) != after.get(group) and group in before and group in after]
+    return [f"{group}: {before[group]} → {after[group]}" for group in sorted(set(before) & set(after))
+            if before[group] != after[group]]
 
 
 @contextmanager
@@ -167,7 +167,7 @@ def auto_resume(run_dir: Path, rename: bool = True) -> tuple[str | None, str | N
         except CheckpointError:
             continue
         note = f"{candidate.name}, the newest readable checkpoint: last.ckpt could not be used ({problem})"
-        if rename and last.is_file() and is_first_process():  # kept, under a name Lightning's next last.ckpt does not dodge
+        if rename and last.is_file() and is_first_process():  # kept, where Lightning's next last.ckpt can go
             os.replace(last, last.with_name("last.ckpt.unreadable"))
             note += "; it is kept as last.ckpt.unreadable"
         logging.getLogger("r1lab").warning("resume=auto: %s", note)

@@ -144,7 +144,8 @@ def run_dir_errors(argv: Sequence[str]) -> list[str]:
             errors.append(in_use_message(path, holder))
             continue
         if not resumes and holds_a_run(path):
-            errors.append(f"the run directory {path} already holds a run ({', '.join(m for m in RUN_MARKS if (path / m).exists())}); "
+            marks = ", ".join(m for m in RUN_MARKS if (path / m).exists())
+            errors.append(f"the run directory {path} already holds a run ({marks}); "
                           f"continue it with resume=auto, or choose a fresh directory with {key}=... "
                           "(or remove this one: r1lab never overwrites a run)")
             continue

@@ -171,7 +171,8 @@ def _process_command(scratch: Path, limits: Limits, root: bool, uid: int, mounts
         owner = f",uid={uid},gid={uid}" if root else ""
         steps = [f"cd {folder}", f"mount -t tmpfs -o size={kb}k,mode=0700{owner} r1lab {scratch.name}",
                  *(f"mount -t tmpfs -o size={kb}k,mode=1777 r1lab {shlex.quote(d)}" for d in writable_places()),
-                 f"mkdir -p {folder}", f"mount --no-canonicalize --rbind . {folder}", f"cd {shlex.quote(str(scratch))}", 'exec "$@"']
+                 f"mkdir -p {folder}", f"mount --no-canonicalize --rbind . {folder}",
+                 f"cd {shlex.quote(str(scratch))}", 'exec "$@"']
         command += ["sh", "-c", "set -e; " + "; ".join(steps), "r1lab-sandbox"]
     return command + (_drop_to(uid) if root else [])
 
