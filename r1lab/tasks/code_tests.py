@@ -83,25 +83,28 @@ def _bound_names(statements: list[ast.stmt]) -> set[str]:
     return names
 
 
-def _checkers(module: ast.Module, entry: str) -> dict[str, ast.FunctionDef]:
-    """Top-level functions of one parameter that the tests call with the entry point (HumanEval's check)."""
+def _checker_calls(module: ast.Module) -> dict[str, ast.FunctionDef]:
+    """Top-level functions of one parameter that the tests call with one name, by that name (HumanEval's
+    `check(candidate)` ... `check(f)` gives {"f": check})."""
     defs = {s.name: s for s in module.body if isinstance(s, ast.FunctionDef) and len(s.args.args) == 1}
-    called = {s.value.func.id for s in module.body
-              if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
-              and len(s.value.args) == 1 and isinstance(s.value.args[0], ast.Name) and s.value.args[0].id == entry}
-    return {name: defs[name] for name in called & set(defs)}
+    return {s.value.args[0].id: defs[s.value.func.id] for s in module.body
+            if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
+            and s.value.func.id in defs and len(s.value.args) == 1 and isinstance(s.value.args[0], ast.Name)}
+
+
+def _checkers(module: ast.Module, entry: str) -> dict[str, ast.FunctionDef]:
+    """The checkers the tests call with the entry point, by the checker's name."""
+    checker = _checker_calls(module).get(entry)
+    return {checker.name: checker} if checker else {}
 
 
 def guess_entry_point(tests: str) -> str:
     """The function a checker is called with (HumanEval's `check(f)`), else the one function the asserts call
     that neither Python nor the tests define."""
     module = ast.parse(tests)
-    defs = {s.name for s in module.body if isinstance(s, ast.FunctionDef) and len(s.args.args) == 1}
-    handed = {s.value.args[0].id for s in module.body
-              if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
-              and s.value.func.id in defs and len(s.value.args) == 1 and isinstance(s.value.args[0], ast.Name)}
+    handed = _checker_calls(module)
     if len(handed) == 1:
-        return handed.pop()
+        return next(iter(handed))
     defined = _bound_names([s for s in module.body if not isinstance(s, ast.Assert)]) | set(dir(builtins))
     called = {n.func.id for s in module.body if isinstance(s, ast.Assert) for n in ast.walk(s)
               if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id not in defined}
