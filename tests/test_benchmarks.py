@@ -5,6 +5,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -13,7 +15,9 @@ def test_vs_trl_smoke_writes_json_and_the_markdown_table(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "vs_trl_smoke.json").read_text())
-    toy = report["models"]["toy"]
+    assert set(report["rows"]) == {"toy fp32"}
+    toy = report["rows"]["toy fp32"]
+    assert (toy["model"], toy["precision"], toy["prompts"], toy["group"], toy["lora"]) == ("toy", "fp32", 8, 8, False)
     for framework in ("r1lab", "trl"):
         numbers = toy[framework]
         assert len(numbers["steps"]) == 2  # 1 warm-up + 1 timed, each really run
@@ -27,11 +31,32 @@ def test_vs_trl_smoke_writes_json_and_the_markdown_table(tmp_path):
     # r1lab shares prompt passes and trims padding: less work than TRL for the same step
     assert toy["r1lab"]["gflop_per_step"] < toy["trl"]["gflop_per_step"]
     assert math.isclose(toy["speedup"], toy["trl"]["step_s"]["median"] / toy["r1lab"]["step_s"]["median"])
-    assert toy["floor"]["engine"] == "lean" and toy["floor"]["r1lab_over_floor"] > 0
+    floor = toy["floor"]
+    assert floor["engine"] == "lean"
+    assert 0 < floor["bare_lean_ms_per_decode_step"] and 0 < floor["model_forward_ms_per_decode_step"]
+    assert math.isclose(floor["bare_lean_over_r1lab"],
+                        floor["bare_lean_ms_per_decode_step"] / floor["r1lab_ms_per_decode_step"])
+    assert 0 <= toy["r1lab"]["logprob_mismatch_mean_max"] < 1e-4  # fp32: sampler and trainer agree
     assert report["machine"]["torch_threads"] == 2
+    assert set(report["machine"]["matmul_gflops_256"]) == {"float32", "bfloat16"}
     table = (tmp_path / "vs_trl_smoke.md").read_text()
-    assert "| toy (0.87 M) | r1lab |" in table and "| toy (0.87 M) | trl |" in table and "r1lab / floor" in table
+    assert "| toy (0.87 M) | fp32 | 8 × 8 | r1lab |" in table and "| toy (0.87 M) | fp32 | 8 × 8 | trl |" in table
+    assert "bare / r1lab" in table
     assert "TRL's FLOPs / r1lab's" in table
+
+
+def test_bf16_rows_are_skipped_with_the_measured_rates_on_a_cpu_without_fast_bf16(tmp_path):
+    from r1lab.precision import bf16_is_slow_here
+
+    if not bf16_is_slow_here():
+        pytest.skip("this CPU multiplies bf16 faster than fp32: the bf16 rows run (benchmarks/vs_trl.py)")
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "vs_trl.py"), "--models", "toy",
+                             "--precisions", "bf16", "--out", str(tmp_path), "--stem", "bf16"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "bf16.json").read_text())
+    assert report["rows"] == {} and "GFLOP/s against" in report["skipped"]["toy bf16"]
+    assert "| toy bf16 | skipped: this CPU multiplies bf16" in (tmp_path / "bf16.md").read_text()
 
 
 def test_gpu_check_smoke_runs_what_this_machine_has_and_skips_the_rest_with_reasons(tmp_path):

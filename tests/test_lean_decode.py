@@ -119,3 +119,37 @@ def test_each_distinct_prompt_is_prefilled_once(policy):
                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     assert prefill_rows == [3]
     assert torch.equal(ours, theirs)
+
+
+def test_under_bf16_autocast_the_decoder_caches_bf16_and_matches_the_autocast_forward(policy):
+    """trainer.precision=bf16-mixed: fp32 weights, bf16 multiplies. The decoder's cache holds bf16 (no cast per
+    step) and its logits match the model's own forward under the same autocast to bf16 rounding."""
+    encoded = encode(policy, ["User: 1+2=", "User: 123+4567=?"])
+    continuation = torch.randint(3, 60, (2, 4))
+    ids = torch.cat([encoded.input_ids, continuation], dim=1)
+    mask = torch.cat([encoded.attention_mask, torch.ones_like(continuation)], dim=1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        full = policy.model(input_ids=ids, attention_mask=mask).logits.float()
+        decoder = LeanDecoder(policy.model, 2, ids.shape[1])
+        steps = [decoder.forward(encoded.input_ids, encoded.attention_mask)]
+        for t in range(continuation.shape[1]):
+            steps.append(decoder.forward(continuation[:, t:t + 1], torch.ones(2, 1, dtype=mask.dtype)))
+    assert decoder.keys.dtype == torch.bfloat16 and next(policy.model.parameters()).dtype == torch.float32
+    assert all(step.dtype == torch.bfloat16 for step in steps)  # the multiplies really ran in bf16
+    ours = torch.stack(steps, 1).float()
+    expected = full[:, encoded.input_ids.shape[1] - 1:]
+    assert (ours - expected).abs().max() <= 0.02 * expected.abs().max()  # bf16 keeps ~3 significant digits
+
+
+def test_inverse_cdf_sampling_follows_the_distribution_and_never_picks_a_zero_probability_token():
+    from r1lab.samplers.lean_decode import sample_categorical
+
+    torch.manual_seed(0)
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0]).repeat(20000, 1)
+    draws = sample_categorical(probs, 1.0 - torch.rand(len(probs), 1))
+    frequencies = torch.bincount(draws, minlength=6).float() / len(draws)
+    assert torch.allclose(frequencies, probs[0], atol=0.015)
+    assert frequencies[[0, 2, 5]].sum() == 0
+    # The extremes of u in (0, 1]: the first and the last token of positive probability.
+    edges = sample_categorical(probs[:2], torch.tensor([[1e-12], [1.0]]))
+    assert edges.tolist() == [1, 4]

@@ -96,3 +96,32 @@ def test_gradient_checkpointing_changes_memory_not_the_run(tmp_path):
     for tag in ("train/reward", "train/loss", "train/kl", "train/grad_norm"):
         assert [v for _, v in b[tag]] == pytest.approx([v for _, v in a[tag]], rel=1e-4, abs=1e-6), tag
     assert "share_prompts is off" in (checkpointed / "r1lab.log").read_text()
+
+
+def test_the_lean_decoder_samples_a_lora_policy_through_merged_weights():
+    """One multiply by W + s·BA per layer instead of three: the adapters' own forwards never run while decoding,
+    the model's weights are untouched, and with the adapters off the decoder samples the base model."""
+    from r1lab.samplers.lean_decode import LeanDecoder, merged_lora_weights
+
+    policy = perturbed_lora_policy()
+    model = policy.model.get_base_model()
+    before = {name: p.clone() for name, p in policy.model.named_parameters()}
+    calls = []
+    hooks = [m.register_forward_hook(lambda *args: calls.append(1)) for n, m in model.named_modules()
+             if n.endswith("lora_A.default")]
+    encoded = policy.tokenizer(["User: 12+34\nAssistant: <think>"], return_tensors="pt", add_special_tokens=False)
+    try:
+        with torch.no_grad():
+            decoder = LeanDecoder(model, 1, encoded.input_ids.shape[1])
+            logits = decoder.forward(encoded.input_ids, encoded.attention_mask)
+            adapter_calls_while_decoding = len(calls)
+            expected = policy.model(**encoded).logits[:, -1]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(decoder.merged) == len(hooks) > 0 and adapter_calls_while_decoding == 0
+    assert len(calls) == len(hooks)  # the model's own forward does run them (the hooks work)
+    assert torch.allclose(logits, expected, atol=1e-4)
+    assert all(torch.equal(p, before[name]) for name, p in policy.model.named_parameters())
+    with policy.model.disable_adapter():
+        assert merged_lora_weights(model, torch.float32) == {}

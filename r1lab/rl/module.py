@@ -25,14 +25,16 @@ from r1lab.errors import RunError
 from r1lab.distributed import all_ranks_agree, local_share, prompt_seeds, rank_and_world
 from r1lab.models.peft import is_peft, trainable_names
 from r1lab.models.policy import Policy
+from r1lab.precision import weights_cast_once
 from r1lab.rl.advantages import AdvantageEstimator
 from r1lab.rl.collect import RolloutCollector
 from r1lab.rl.logprobs import completion_logprobs
 from r1lab.rl.losses import PolicyLoss
 from r1lab.rl.settings import OptimSettings, ScheduleSettings
-from r1lab.rl.step_metrics import StepMetrics, peak_memory_gb
+from r1lab.rl.step_metrics import LOGPROB_TOLERANCE, StepMetrics, logprob_agreement, peak_memory_gb
 from r1lab.rollout import PromptBatch, Rollout, ScoredRollout
 from r1lab.samplers.base import Sampler
+from r1lab.samplers.lean_decode import compute_dtype
 from r1lab.strategies import generation_parameters, is_deepspeed, is_fsdp, is_fsdp2, shard_fully
 
 
@@ -100,6 +102,8 @@ class RLModule(pl.LightningModule):
         self.run_identity: dict[str, Any] = {}  # saved with each checkpoint (checkpointing.run_identity)
         self.monitor = [name for name in monitor if name]  # metrics callbacks watch (trainer.callback_metrics)
         self.last_metrics: dict[str, float] = {}
+        self.sampled_vs_trained: dict[str, float] | None = None  # perf/logprob_mismatch* of the current step
+        self.drops_out = any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in policy.model.modules())
 
     def on_fit_start(self) -> None:
         shared_stream = rank_and_world()[1] > 1 and getattr(self.sampler, "seeding", None) == "global"
@@ -133,6 +137,10 @@ class RLModule(pl.LightningModule):
 
         # 5. Loss and optimizer steps: ppo_epochs passes over shuffled minibatches of the rollout.
         self.policy.train()
+        self.sampled_vs_trained = None  # the first update's log-probs against the sampler's (same weights)
+        if rollout.sampler_logprobs is not None and rollout.old_logprobs is not None:
+            self.sampled_vs_trained = logprob_agreement(rollout.sampler_logprobs, rollout.old_logprobs,
+                                                        rollout.completion_mask)
         updates: list[dict[str, float]] = []
         if all_ranks_agree(scored.nonfinite == 0):
             for _ in range(self.schedule.ppo_epochs):
@@ -143,9 +151,9 @@ class RLModule(pl.LightningModule):
 
         perf = {"train/dynamic_sampling_draws": float(collected.draws), "perf/rollout_s": rollout_s,
                 "perf/step_s": time.perf_counter() - started, "perf/peak_mem_gb": peak_memory_gb(self.device)}
-        if rollout.sampler_logprobs is not None and rollout.old_logprobs is not None:
-            gap = (rollout.sampler_logprobs - rollout.old_logprobs).abs() * rollout.completion_mask
-            perf["perf/logprob_mismatch"] = gap.max().item()
+        if self.sampled_vs_trained is not None:
+            perf |= self.sampled_vs_trained
+            self.warn_if_policies_differ(self.sampled_vs_trained["perf/logprob_mismatch_mean"])
         metrics |= self.step_metrics.of_timing(perf, tokens=everyone.completion_lengths.sum().item())
         step = self.log_step(metrics)
         return StepOutput(everyone, everyone_scored, metrics, step)
@@ -161,7 +169,8 @@ class RLModule(pl.LightningModule):
         return self.local_part(self.trainer.datamodule.extra_batch(draw), draw=draw)
 
     def sample(self, batch: PromptBatch) -> Rollout:
-        with generation_parameters(self.strategy, self.policy):  # ZeRO-3: gather once, not per token
+        # ZeRO-3: gather once, not per token; bf16-mixed: cast each weight to bf16 once, not per token
+        with generation_parameters(self.strategy, self.policy), weights_cast_once(self.device):
             return self.sampler.rollout(self.policy, self.tokenizer, batch)
 
     def update(self, minibatch: Rollout) -> dict[str, float]:
@@ -171,6 +180,11 @@ class RLModule(pl.LightningModule):
                                                 buckets=self.schedule.length_buckets,
                                                 share_prompts=self.schedule.share_prompts)
         old = minibatch.old_logprobs if minibatch.old_logprobs is not None else logprobs.detach()
+        if self.sampled_vs_trained is None and minibatch.sampler_logprobs is not None and not self.drops_out:
+            # Free where no extra pass computed old_logprobs: before the first optimizer step these are the
+            # log-probs of the policy that sampled (unless dropout, e.g. LoRA's, perturbs them in training).
+            self.sampled_vs_trained = logprob_agreement(minibatch.sampler_logprobs, logprobs.detach(),
+                                                        minibatch.completion_mask)
         mask = self.loss.token_mask(minibatch)
         out = self.loss(logprobs, old, minibatch.ref_logprobs, minibatch.advantages, mask)
         if not all_ranks_agree(bool(torch.isfinite(out.loss))):  # every rank skips, or none (gradient sync)
@@ -207,6 +221,16 @@ class RLModule(pl.LightningModule):
         return self._trainer.strategy if self._trainer is not None else None
 
     # ----------------------------------------------------------------------------------------- helpers
+    def warn_if_policies_differ(self, mean_gap: float) -> None:
+        """Once per run: the sampler and the trainer disagree on log-probs by more than rounding explains."""
+        dtype = compute_dtype(next(self.policy.parameters()))
+        tolerance = LOGPROB_TOLERANCE.get(dtype, 1e-2)
+        if mean_gap > tolerance and not getattr(self, "_warned_mismatch", False):
+            self._warned_mismatch = True
+            log.warning(f"step {self.rl_step}: the sampler's log-probs differ from the trainer's by {mean_gap:.2g} "
+                        f"on average (tolerance for {str(dtype).removeprefix('torch.')}: {tolerance:g}): they score "
+                        "different policies; see perf/logprob_mismatch_mean")
+
     def stop_if_diverged(self, updates: list[dict[str, float]]) -> None:
         """Count RL steps in a row whose every update was skipped; too many stop the run (logs kept)."""
         all_skipped = not updates or all(u["skipped"] for u in updates)

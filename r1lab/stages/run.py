@@ -14,19 +14,23 @@ from omegaconf import DictConfig
 
 from r1lab.patches import quiet_lightning
 from r1lab.plugins import load_plugins
+from r1lab.precision import resolve_cpu_bf16
 from r1lab.run_dir import ensure_writable, locked
 
 
 def run_stage(cfg: DictConfig) -> float | None:
-    """Load plugins, set torch threads and seeds, create the run directory (and hold its lock), run
-    `cfg.stage`; returns the stage's metric (what a sweeper optimises)."""
+    """Load plugins, set torch threads and seeds, settle bf16 on a CPU without fast bf16 (r1lab.precision), create
+    the run directory (and hold its lock), run `cfg.stage`; returns the stage's metric (what a sweeper optimises)."""
     quiet_lightning()
     load_plugins()
     run_dir = ensure_writable(cfg.paths.output_dir)
     threads = torch_threads(cfg)
     if threads:
         torch.set_num_threads(threads)
-    logging.getLogger("r1lab").info("torch threads: %d", torch.get_num_threads())
+    log = logging.getLogger("r1lab")
+    log.info("torch threads: %d", torch.get_num_threads())
+    for warning in resolve_cpu_bf16(cfg):  # after the threads: it times a matrix multiply
+        log.warning(warning)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     stage = instantiate(cfg.stage)
     with locked(run_dir):  # one run per run directory
