@@ -7,12 +7,15 @@ anything else is a bug and keeps its traceback. `R1LAB_TRACEBACK=1` shows the tr
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hydra.errors import InstantiationException
+
+from r1lab.run_log import to_file
 
 TRACEBACK_ENV = "R1LAB_TRACEBACK"
 # What bad input raises: r1lab's own errors derive from ValueError; files and folders give OSError; a missing
@@ -38,12 +41,23 @@ def user_message(exc: BaseException) -> str | None:
     return f"{' '.join(str(text).split())}{where}"
 
 
+def record_fatal(exc: BaseException, message: str | None) -> None:
+    """The error that ends a run, in its log file with the traceback (the terminal shows the message alone)."""
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return
+    headline = message or f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        headline = "interrupted (KeyboardInterrupt)"
+    to_file(f"error: {headline}", logging.ERROR, exc_info=(type(exc), exc, exc.__traceback__))
+
+
 @contextmanager
 def reported() -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
         message = None if os.environ.get(TRACEBACK_ENV) else user_message(exc)
+        record_fatal(exc, message if message is not None else user_message(exc))
         if message is None:
             raise
         print(f"error: {message}\n(the traceback: {TRACEBACK_ENV}=1)", file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 import r1lab
 from r1lab.plugins import PluginState
+from r1lab.run_log import plain_text, to_file
 
 console = Console()
 
@@ -46,3 +47,4 @@ def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_
     table.add_row("versions", f"python {platform.python_version()}, torch {torch.__version__}, "
                               f"transformers {transformers.__version__}")
     console.print(table)
+    to_file("run header\n" + plain_text(table))

@@ -13,6 +13,8 @@ import re
 from collections import Counter
 from functools import cached_property
 
+from r1lab.template import split_completion
+
 SENTENCE = re.compile(r"[^.!?。！？\n;；]+[.!?。！？;；]?")
 # Words: runs of letters; each CJK ideograph or kana counts as one word (those scripts do not use spaces).
 WORD = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]|[^\W\d_]+")
@@ -94,9 +96,8 @@ IDENTIFIERS = {"natural": NaturalLanguageIdentifier, "toy": ToyIdentifier}
 
 
 def chain_of_thought(completion: str) -> str:
-    """The reasoning: up to </think> (the template opens <think> in the prompt), else the whole completion."""
-    text = completion.split("</think>", 1)[0] if "</think>" in completion else completion
-    return text.replace("<think>", "")
+    """The reasoning (r1lab.template: up to </think>, else up to <answer>, else the whole completion)."""
+    return split_completion(completion).thinking
 
 
 def languages_in(completion: str, identifier: Identifier) -> Counter:

@@ -8,7 +8,10 @@ import inspect
 from importlib.resources import files
 from pathlib import Path
 
+import os
+
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from r1lab.plugins import config_options, load_plugins, plugin_config_sources
@@ -19,7 +22,7 @@ SKIPPED_GROUPS = ("hydra",)  # Hydra's own groups (launchers): documented in the
 
 def group_options() -> dict[str, list[tuple[str, str, str]]]:
     """Config group → (option, origin, description) for r1lab's conf and every loaded plugin's; the
-    description is the option file's first comment line."""
+    description is the option file's leading comment."""
     out: dict[str, list[tuple[str, str, str]]] = {}
     for origin, source in [("r1lab", "pkg://r1lab.conf"), *plugin_config_sources()]:
         for group, options in config_options(source).items():
@@ -33,13 +36,14 @@ def group_options() -> dict[str, list[tuple[str, str, str]]]:
 def first_comment(source: str, group: str, option: str) -> str:
     root = files(source[len("pkg://"):]) if source.startswith("pkg://") else Path(source)
     text = root.joinpath(*group.split("/"), f"{option}.yaml").read_text(encoding="utf-8")
+    lines = []  # the leading comment block, however many lines the file wraps it over
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith("#") and "@package" not in line:
-            return line.lstrip("#").strip()
-        if line and not line.startswith("#"):
+        if not line.startswith("#"):
             break
-    return ""
+        if "@package" not in line:
+            lines.append(line.lstrip("#").strip())
+    return " ".join(lines)
 
 
 def kind_of(obj: object) -> str:
@@ -53,7 +57,7 @@ def registry_table(registry: Registry) -> Table:
         table.add_column(column)
     for entry in registry:
         name = entry.name + (f" ({', '.join(entry.aliases)})" if entry.aliases else "")
-        table.add_row(name, entry.distribution, kind_of(entry.obj), entry.description)
+        table.add_row(*map(escape, (name, entry.distribution, kind_of(entry.obj), entry.description)))
     return table
 
 
@@ -63,12 +67,21 @@ def group_table(group: str, options: list[tuple[str, str, str]]) -> Table:
     for column in ("option", "from", "description"):
         table.add_column(column)
     for option, origin, description in options:
-        table.add_row(option, origin, description)
+        table.add_row(*map(escape, (option, origin, description)))  # "r1lab[deepspeed]" is not markup
     return table
 
 
-def list_components(args: list[str]) -> int:
+def listing_console() -> Console:
+    """The terminal's width on a terminal; piped or redirected (no terminal to fit), wide enough that a
+    description stays on one line, unless COLUMNS says otherwise."""
     console = Console()
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(width=240)
+
+
+def list_components(args: list[str]) -> int:
+    console = listing_console()
     state = load_plugins()
     groups = group_options()
     registries = {registry.group: registry for registry in REGISTRIES.values()}

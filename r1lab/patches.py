@@ -29,6 +29,24 @@ def quiet_lightning() -> None:
     quiet_deprecations()
 
 
+def warnings_to_log_file() -> None:
+    """Python warnings (torch's, transformers', a plugin's) print to stderr only; the run's log file gets each one
+    too (r1lab.run_log), so that r1lab.log tells what the terminal did. Wraps `warnings.showwarning`, the hook the
+    warnings module offers for this, once per process; filters still decide what shows."""
+    from r1lab.run_log import to_file
+
+    shown = warnings.showwarning
+    if getattr(shown, "r1lab_log_file", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        shown(message, category, filename, lineno, file, line)
+        to_file(f"{category.__name__}: {message} ({filename}:{lineno})", logging.WARNING)
+
+    show.r1lab_log_file = True
+    warnings.showwarning = show
+
+
 def quiet_deprecations() -> None:
     """Deprecation notices that dependencies print on every run, about calls that are not the user's:
 
@@ -113,6 +131,33 @@ def start_ranks_from_the_saved_config() -> None:
     fabric_launcher._hydra_subprocess_cmd = trainer_launcher._hydra_subprocess_cmd = job_command
 
 
+def leave_in_order(dist: Any, timeout_s: float = 120.0) -> None:
+    """Drop the process group with rank 0 last.
+
+    Why: rank 0 hosts the rendezvous store, and a rank 0 that exits while another rank is still dropping its
+    group (slower, e.g. under load) resets that rank's connections ("gloo: Connection reset by peer" on rank 1).
+    So the other ranks drop theirs and say so in the store; rank 0 waits for them, then drops its own.
+    """
+    from datetime import timedelta
+
+    from torch.distributed import distributed_c10d
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    store = distributed_c10d._get_default_store()  # private, but the only handle on the group's own store
+    if rank != 0:
+        dist.destroy_process_group()
+    try:
+        if rank != 0:
+            store.set(f"r1lab/left/{rank}", "1")
+        elif world > 1:
+            store.set_timeout(timedelta(seconds=timeout_s))
+            store.wait([f"r1lab/left/{r}" for r in range(1, world)])
+    except Exception as exc:  # a rank that died already: leaving is all that is left to do
+        logging.getLogger("r1lab").warning("ranks did not all confirm leaving the process group: %s", exc)
+    if rank == 0:
+        dist.destroy_process_group()
+
+
 @contextmanager
 def leave_no_ranks_behind() -> Iterator[None]:
     """Around `trainer.fit`: afterwards, drop the process group and the rank variables Lightning put into the
@@ -129,7 +174,7 @@ def leave_no_ranks_behind() -> Iterator[None]:
         yield
     finally:
         if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+            leave_in_order(dist)
         for key in set(os.environ) - set(before):
             del os.environ[key]
         os.environ.update(before)

@@ -98,10 +98,13 @@ def config_errors(argv: Sequence[str]) -> list[str]:
                 or override.is_add() or override.is_force_add()):
             continue  # a config group (hydra/launcher=...), Hydra's own settings, or `+key=...`: Hydra checks
         if key not in known_set and not _under_open_dict(base, key):
-            close = difflib.get_close_matches(key, known, n=2, cutoff=0.75)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            parent = key.rpartition(".")[0]
+            parent, _, leaf = key.rpartition(".")
             siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent]
+            # A misspelt last part first (min_char → min_chars, not weight), else a misspelt path; never _target_.
+            close = [f"{parent}.{name}" if parent else name for name in difflib.get_close_matches(
+                leaf, [n for n in siblings if not n.startswith("_")], n=2, cutoff=0.6)]
+            close = close or difflib.get_close_matches(key, [k for k in known if "._" not in f".{k}"], n=2, cutoff=0.75)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
             listed = f" Keys under {parent or 'the root'}: {', '.join(siblings[:40])}." if siblings else ""
             errors.append(f"there is no key {key!r} in the config.{hint}{listed} (`+{key}=...` adds a new one)")
             continue

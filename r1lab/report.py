@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from r1lab.scalars import read_scalars, start_end
+from r1lab.scalars import REWARD_TERM_PREFIX, read_scalars, silent_reward_terms, silent_term_note, start_end
 from r1lab.sweep_report import is_multirun, write_sweep_report
 
 # The aha signature: what R1-Zero says rises together.
 AHA_METRICS = (("aha/self_verify_rate", "self-verify rate"), ("train/completion_len", "completion length (tokens)"),
                ("train/accuracy_hard", "accuracy on the hardest problems"))
+# Tags r1lab itself logs (the README's metrics table); any other prefix is a plugin's (lang/, prm/, mcts/, ...).
+CORE_PREFIXES = ("train/", "aha/", "perf/", "diag/", "eval/")
 
 
 def aha_step(scalars: dict[str, list[tuple[int, float]]]) -> int | None:
@@ -44,15 +46,17 @@ def plot_aha(scalars: dict[str, list[tuple[int, float]]], path: Path) -> None:
 def summary_markdown(run_dir: Path, scalars: dict[str, list[tuple[int, float]]]) -> str:
     moment = aha_step(scalars)
     lines = [f"# Run summary: {run_dir}", "",
-             f"Aha moment: {'step ' + str(moment) if moment is not None else 'not detected'}", "",
-             "| metric | start (first 5 steps) | end (last 5 steps) | change |", "|---|---|---|---|"]
+             f"Aha moment: {'step ' + str(moment) if moment is not None else 'not detected'}", ""]
     tags = [t for t, _ in AHA_METRICS] + ["train/accuracy", "train/reward", "train/kl"]
-    for tag in tags:
-        if tag not in scalars:
-            lines.append(f"| `{tag}` | missing | missing | |")
-            continue
-        values = start_end(scalars[tag])
-        lines.append(f"| `{tag}` | {values.start:.3f} | {values.end:.3f} | {values.end - values.start:+.3f} |")
+    lines += start_end_table(scalars, tags)
+    # Each reward term, and what plugins and curricula log: a plugin's own metric belongs in the summary too.
+    extra = sorted(t for t in scalars if t.startswith(REWARD_TERM_PREFIX)) + \
+        sorted(t for t in scalars if not t.startswith(CORE_PREFIXES))
+    if extra:
+        lines += ["", "Reward terms, curriculum and plugin metrics:", ""] + start_end_table(scalars, extra)
+    notes = [silent_term_note(term) for term in silent_reward_terms(scalars)]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
     heldout = scalars.get("eval/heldout_greedy", [])
     if heldout:  # callbacks.heldout: the final policy's value, and the starting policy's with before=true
         points = " → ".join(f"{value:.3f} (step {step})" for step, value in heldout)
@@ -60,6 +64,17 @@ def summary_markdown(run_dir: Path, scalars: dict[str, list[tuple[int, float]]])
     steps = max((s for series in scalars.values() for s, _ in series), default=-1) + 1
     lines += ["", f"Steps logged: {steps}.", ""]
     return "\n".join(lines)
+
+
+def start_end_table(scalars: dict[str, list[tuple[int, float]]], tags: list[str]) -> list[str]:
+    lines = ["| metric | start (first 5 steps) | end (last 5 steps) | change |", "|---|---|---|---|"]
+    for tag in tags:
+        if tag not in scalars:
+            lines.append(f"| `{tag}` | missing | missing | |")
+            continue
+        values = start_end(scalars[tag])
+        lines.append(f"| `{tag}` | {values.start:.3f} | {values.end:.3f} | {values.end - values.start:+.3f} |")
+    return lines
 
 
 def report_run(run_dir: Path) -> list[Path]:

@@ -31,3 +31,22 @@ def start_end(series: list[tuple[int, float]], window: int = 5) -> StartEnd:
     if not values:
         return StartEnd(math.nan, math.nan)
     return StartEnd(sum(values[:window]) / len(values[:window]), sum(values[-window:]) / len(values[-window:]))
+
+
+REWARD_TERM_PREFIX = "train/reward/"
+
+
+def silent_reward_terms(scalars: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """Reward terms whose logged value (`train/reward/<term>`) was 0 or unscored at every step: whatever their
+    weight, they added nothing, so a sweep over that weight cannot show anything."""
+    silent = []
+    for tag, series in scalars.items():
+        if tag.startswith(REWARD_TERM_PREFIX) and series and all(v == 0 or not math.isfinite(v) for _, v in series):
+            silent.append(tag[len(REWARD_TERM_PREFIX):])
+    return sorted(silent)
+
+
+def silent_term_note(term: str) -> str:
+    return (f"reward term {term!r} was 0 (or unscored) at every step: its weight changed nothing (if that is "
+            "unexpected: does it read the completion as the prompt style writes it? The toy prompt opens <think> "
+            "itself; r1lab.template.split_completion reads both styles)")

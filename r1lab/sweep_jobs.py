@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from r1lab.errors import TRACEBACK_ENV, user_message
+from r1lab.errors import TRACEBACK_ENV, record_fatal, user_message
 
 log = logging.getLogger("r1lab")
 
@@ -57,6 +57,8 @@ def sweep_job() -> Iterator[None]:
                            f"{type(exc).__name__}: {exc}", message is not None)
         if message is None or os.environ.get(TRACEBACK_ENV):
             log.error("job %d failed:\n%s", failed.number, traceback.format_exc())
+        else:  # the message on the terminal; the job's log file keeps the traceback too
+            record_fatal(exc, message)
         print(f"error: job {failed.number} ({failed.overrides}): {failed.message}", file=sys.stderr, flush=True)
         if not _runs_jobs_here():
             raise JobFailed(f"job {failed.number} ({failed.overrides}): {failed.message}") from None

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from r1lab.scalars import read_scalars, start_end
+from r1lab.scalars import read_scalars, silent_reward_terms, silent_term_note, start_end
 
 OPS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 
@@ -229,7 +229,20 @@ def sweep_report(folder: Path) -> dict[str, Any]:
         table.append(row)
     return {"sweep": spec.get("name", folder.name), "folder": str(folder), "swept": swept, "runs": table,
             "missing": missing, "verdicts": [verdict(c, runs) for c in spec.get("claims", [])], "spec": spec,
-            "_runs": runs}
+            "notes": sweep_notes(runs, swept), "_runs": runs}
+
+
+def sweep_notes(runs: list[Run], swept: list[str]) -> list[str]:
+    """What makes part of a sweep unable to show anything: a reward term that was 0 in every run (its weight,
+    swept or not, changed nothing)."""
+    logged = [run for run in runs if run.scalars]
+    silent = set.intersection(*(set(silent_reward_terms(run.scalars)) for run in logged)) if logged else set()
+    notes = []
+    for term in sorted(silent):
+        swept_weight = f"reward.{term}.weight" in swept
+        note = silent_term_note(term).replace("at every step", "at every step of every run")
+        notes.append(note + (f"; sweeping reward.{term}.weight cannot show anything" if swept_weight else ""))
+    return notes
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -240,11 +253,17 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["| " + " | ".join(fmt(row[k]) for k in keys) + " |" for row in report["runs"]]
     for job in report["missing"]:
         lines.append("| missing | " + ", ".join(f"{k}={v}" for k, v in job.items()) + " |")
-    lines += ["", "Metrics are means of each run's last 5 logged values.", "", "## Verdicts", "",
-              "| claim | verdict | numbers |", "|---|---|---|"]
-    for v in report["verdicts"]:
-        numbers = ", ".join(f"{k}: {fmt(x)}" for k, x in v["evidence"].items())
-        lines.append(f"| {v['claim']} | **{v['verdict']}** | {numbers} |")
+    lines += ["", "Metrics are means of each run's last 5 logged values."]
+    if report["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
+    if report["verdicts"]:
+        lines += ["", "## Verdicts", "", "| claim | verdict | numbers |", "|---|---|---|"]
+        for v in report["verdicts"]:
+            numbers = ", ".join(f"{k}: {fmt(x)}" for k, x in v["evidence"].items())
+            lines.append(f"| {v['claim']} | **{v['verdict']}** | {numbers} |")
+    else:
+        lines += ["", "No claims to judge: a sweep file's `r1lab_sweep.claims` list adds verdicts "
+                      "(README, 'Running a sweep')."]
     return "\n".join(lines) + "\n"
 
 

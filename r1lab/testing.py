@@ -13,12 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 from r1lab.plugins import load_plugins, register_search_path
 from r1lab.scalars import read_scalars  # noqa: F401 - re-exported for tests
+
+try:
+    import pytest
+except ImportError:  # the quick-start install has no pytest: every helper works without it, the fixture needs it
+    pytest = None
 
 # Settings that keep a training run to a few seconds on 2 CPU cores.
 FAST = ["trainer.enable_progress_bar=false", "rl.prompts_per_step=2", "sampler.group_size=4",
@@ -79,10 +83,20 @@ def pytest_configure(config) -> None:
     register_search_path()
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The folder of real data sets (GSM8K, MATH-500, PRM800K sample, Countdown)."""
+def shared_data_folder() -> Path:
+    """The folder of real data sets (GSM8K, MATH-500, PRM800K sample, Countdown); FileNotFoundError when absent."""
     folder = Path(os.environ.get("R1LAB_DATA_DIR", "data"))
     if not (folder / "gsm8k").is_dir():
-        pytest.fail(f"test data folder {folder} is missing: set R1LAB_DATA_DIR, or keep shared/data beside the checkout")
+        raise FileNotFoundError(f"test data folder {folder} is missing: set R1LAB_DATA_DIR, or keep shared/data "
+                                "beside the checkout")
     return folder
+
+
+if pytest is not None:
+    @pytest.fixture(scope="session")
+    def shared_data() -> Path:
+        """The folder of real data sets (GSM8K, MATH-500, PRM800K sample, Countdown)."""
+        try:
+            return shared_data_folder()
+        except FileNotFoundError as exc:
+            pytest.fail(str(exc))

@@ -34,7 +34,8 @@ def make_trainer(cfg: DictConfig, callbacks: list[Callback], model: torch.nn.Mod
     callbacks = callbacks + [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     callbacks.append(Preemption(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"))
     if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(step_progress_bar())  # trainer.enable_progress_bar=false turns it off
+        # First: its last frame is drawn before the other callbacks' end-of-run output (the run's summary).
+        callbacks.insert(0, step_progress_bar())  # trainer.enable_progress_bar=false turns it off
     trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k != "strategy"])
     strategy = build_strategy(cfg.trainer.get("strategy"), model, max_grad_norm, cfg.trainer.get("accelerator"))
     start_ranks_from_the_saved_config()

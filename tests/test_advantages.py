@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from r1lab.rl.advantages import GRPOAdvantage
+from r1lab.rl.advantages import AdvantageEstimator, GRPOAdvantage, checked_advantages
 from r1lab.rollout import Rollout
 
 
@@ -73,3 +73,26 @@ def test_reinforce_pp_normalises_over_the_whole_batch():
     assert advantages.tolist() == pytest.approx([1, 1, -1, -1])
     assert GRPOAdvantage()(scored_rollout([1, 1, 0, 0], 2)).tolist() == [0, 0, 0, 0]
     assert ReinforcePlusPlusAdvantage()(scored_rollout([2, 2, 2, 2], 2)).tolist() == [0, 0, 0, 0]
+
+
+def test_an_estimator_breaking_the_contract_is_named_with_what_it_must_return():
+    rollout = scored_rollout([1.0, 0.0, 1.0, 0.0], 2)
+
+    class WrongShape(AdvantageEstimator):
+        def __call__(self, rollout):
+            return rollout.grouped(rollout.rewards)  # (B, G): forgot reshape(-1)
+
+    class DividesByZero(AdvantageEstimator):
+        def __call__(self, rollout):
+            rewards = rollout.grouped(rollout.rewards)
+            return ((rewards - rewards.mean(1, keepdim=True)) / rewards.new_zeros(2, 1)).reshape(-1)
+
+    with pytest.raises(ValueError, match=r"WrongShape returned shape \(2, 2\); it must be \(4,\).*or \(4, 2\)"):
+        checked_advantages(WrongShape(), rollout)
+    with pytest.raises(ValueError, match="DividesByZero returned nan or inf for finite rewards"):
+        checked_advantages(DividesByZero(), rollout)
+    with pytest.raises(ValueError, match="returned list"):
+        checked_advantages(lambda r: [0.0] * 4, rollout)
+    per_token = checked_advantages(lambda r: torch.ones(4, 2, dtype=torch.int64), rollout)
+    assert per_token.dtype == torch.float32 and per_token.shape == (4, 2)
+    assert checked_advantages(GRPOAdvantage(), rollout).shape == (4,)

@@ -7,6 +7,7 @@ import torch
 
 from r1lab.curricula.difficulty import DifficultyCurriculum, RampCurriculum
 from r1lab.curricula.pass_rate import PassRateCurriculum
+from r1lab.curricula.uniform import UniformCurriculum
 from r1lab.testing import FAST, read_scalars, run_cli
 
 ROWS = [{"index": i, "prompt": f"p{i}", "difficulty": 2 + i % 4} for i in range(40)]  # labels 2, 3, 4, 5
@@ -122,3 +123,16 @@ def test_pass_rate_learns_from_the_task_verdict_whatever_the_reward_terms_are_ca
     assert sorted(index for index, _ in rates) == [0, 1, 2, 3] and all(0 <= rate <= 1 for _, rate in rates)
     # The renamed reward term scores the same verdict that train/accuracy reports.
     assert scalars["train/reward/correctness"] == scalars["train/accuracy"]
+
+
+def test_rows_read_before_setup_say_where_they_come_from():
+    class ReadsRowsTooEarly(UniformCurriculum):
+        def __init__(self, seed=0):
+            super().__init__(seed)
+            self.size = len(self.rows)
+
+    with pytest.raises(AttributeError, match=r"ReadsRowsTooEarly.rows is set by setup\(rows, batch_size\)"):
+        ReadsRowsTooEarly()
+    curriculum = UniformCurriculum(seed=1)
+    curriculum.setup(ROWS, 4)
+    assert curriculum.rows is ROWS and curriculum.batch_size == 4 and len(curriculum.batch_at(0)) == 4

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from r1lab.tasks.base import PromptTask
-from r1lab.stages.eval import cons_at_k, majority_answer, pass_at_k, summarise
+from r1lab.stages.eval import cons_at_k, default_ks, majority_answer, pass_at_k, summarise
 from r1lab.testing import run_cli
 
 
@@ -43,14 +43,22 @@ def test_summarise_averages_over_problems():
 
 
 def test_the_eval_command_on_the_toy_model(tmp_path):
-    run_cli(["eval", "model=toy", "task=toy_addition", "n=4", "k=1,4", "limit=8", "max_new_tokens=48",
+    # No k: it follows n (1, 2, 4), where a fixed default holding 8 would stop an n=4 run.
+    run_cli(["eval", "model=toy", "task=toy_addition", "n=4", "limit=8", "max_new_tokens=48",
              f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
     report = json.loads((tmp_path / "eval.json").read_text())
     everything = report["results"]["all"]
     assert everything["problems"] == 8 and report["n"] == 4 and report["temperature"] == 0.6
-    assert 0 <= everything["pass@1"] <= everything["pass@4"] <= 1
-    assert {"cons@4", "greedy"} <= set(everything)
+    assert 0 <= everything["pass@1"] <= everything["pass@2"] <= everything["pass@4"] <= 1
+    assert {"cons@2", "cons@4", "greedy"} <= set(everything) and "pass@8" not in everything
     assert "| all | 8 |" in (tmp_path / "eval.md").read_text()
+
+
+def test_the_default_k_are_1_then_powers_of_2_up_to_n_and_an_explicit_k_above_n_is_refused(tmp_path):
+    assert default_ks(1) == [1] and default_ks(4) == [1, 2, 4] and default_ks(12) == [1, 2, 4, 8]
+    refused = run_cli(["eval", "model=toy", "task=toy_addition", "n=4", "k=1,8", "limit=2",
+                       f"hydra.run.dir={tmp_path / 'eval'}"], cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "k=8 cannot be estimated from n=4 samples" in refused.stderr
 
 
 def test_cons_at_k_votes_on_answers_read_where_the_task_reads_them():

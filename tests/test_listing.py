@@ -1,6 +1,9 @@
 """`python -m r1lab list`: components with their own docstrings and kinds, every config group's options with
 their origin; R1LAB_DISABLE_PLUGINS by either name, warnings for unknown names and for option-file clashes."""
 
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,6 +25,16 @@ def test_list_experiment_shows_every_experiment_with_its_origin_and_description(
     assert {"task", "model", "trainer", "stage", "experiment", "loss"} <= set(group_options())
     bad = run_cli(["list", "experimnt"], cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "Did you mean 'experiment'?" in bad.stdout
+
+
+def test_piped_list_keeps_brackets_and_whole_descriptions(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # as `python -m r1lab list | less` sees it
+    out = subprocess.run([sys.executable, "-m", "r1lab", "list", "trainer"], cwd=tmp_path, env=env, text=True,
+                         capture_output=True, check=True).stdout
+    zero3 = next(line for line in out.splitlines() if "deepspeed_zero3" in line)
+    assert "pip install 'r1lab[deepspeed]'" in zero3  # not eaten as rich markup
+    # The option file's whole leading comment (two lines there), on one table line.
+    assert "Rollouts gather the full weights once per RL step" in zero3
 
 
 def test_components_show_their_own_docstring_and_what_they_are():

@@ -47,3 +47,13 @@ def test_each_plugin_wheel_holds_its_option_files(plugin, tmp_path):
     wanted = shipped(package, f"{package.name}/", ("*.yaml", "*.py", "toy_prm/*"))
     assert any(name.endswith(".yaml") for name in wanted)
     assert sorted(wanted - files) == []
+
+
+def test_python_m_r1lab_works_from_the_folder_that_holds_a_checkout_named_r1lab(tmp_path):
+    """The README's layout (the checkout beside shared/): there, ./r1lab is the checkout, which Python would take
+    for a namespace package (and its plugins/ folder for r1lab.plugins) ahead of an editable install."""
+    (tmp_path / "r1lab").symlink_to(REPO, target_is_directory=True)
+    run = subprocess.run([sys.executable, "-m", "r1lab", "list", "advantage"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "grpo" in run.stdout and "GRPO group-normalised reward" in run.stdout

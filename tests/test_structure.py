@@ -12,7 +12,7 @@ FLOORS = [
     ("ground", {"r1lab", "r1lab.registry", "r1lab.plugins", "r1lab.rollout", "r1lab.answers", "r1lab.selfcheck",
                 "r1lab.language", "r1lab.distributed", "r1lab.strategies", "r1lab.checkpointing", "r1lab.patches",
                 "r1lab.scalars", "r1lab.header", "r1lab.errors", "r1lab.run_dir", "r1lab.jsonl",
-                "r1lab.sandbox", "r1lab.paths", "r1lab.equations", "r1lab.precision"}),
+                "r1lab.sandbox", "r1lab.paths", "r1lab.equations", "r1lab.precision", "r1lab.template", "r1lab.run_log"}),
     ("components", {"r1lab.rewards", "r1lab.tasks", "r1lab.curricula", "r1lab.samplers", "r1lab.models",
                     "r1lab.toy", "r1lab.diagnostics"}),
     ("the RL step", {"r1lab.rl", "r1lab.callbacks"}),

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
-from rich.console import Console
+from r1lab.run_log import tell
 
 
 class AhaDetector:
@@ -79,10 +79,9 @@ class AhaMomentTracker(pl.Callback):
             trainer.logger.log_metrics({"aha/step": float(fired)}, step=step)
         rollout = outputs.rollout
         sample = next((c for c in rollout.completions if "wait" in c.lower()), rollout.completions[0])
-        Console().print(f"[bold magenta]aha moment at step {fired}[/]: self-verify rate "
-                        f"{sum(self.detector.verify) / self.detector.window:.2f}, completion length "
-                        f"{sum(self.detector.length) / self.detector.window:.1f} tokens "
-                        f"(from {self.detector.baseline_length:.1f}). A completion: {sample!r}")
+        tell(f"aha moment at step {fired}: self-verify rate {sum(self.detector.verify) / self.detector.window:.2f}, "
+             f"completion length {sum(self.detector.length) / self.detector.window:.1f} tokens "
+             f"(from {self.detector.baseline_length:.1f}). A completion: {sample!r}", style="bold magenta")
 
     def state_dict(self) -> dict[str, Any]:
         return self.detector.state_dict()

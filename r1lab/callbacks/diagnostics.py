@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
-from rich.console import Console
 
 from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before_check, format_hack, loops,
                                mixes_languages)
 from r1lab.language import make_identifier
 from r1lab.rl.collect import Verifier
 from r1lab.rollout import PromptBatch
+from r1lab.run_log import tell
 from r1lab.samplers.base import GREEDY, Sampler
 from r1lab.strategies import shards_parameters
 
@@ -84,12 +85,13 @@ class Diagnostics(pl.Callback):
                 diag["diag/verify_gain"] = gain[0]
                 verify_rate = metrics.get("aha/self_verify_rate", 0.0)
                 if verify_rate >= 0.5 and gain[0] < self.ritual_gain:
-                    Console().print(f"[yellow]diag: step {step}: {verify_rate:.0%} of completions verify but "
-                                    f"verification gains only {gain[0]:+.2f} accuracy: ritual verification?[/]")
+                    tell(f"diag: step {step}: {verify_rate:.0%} of completions verify but verification gains "
+                         f"only {gain[0]:+.2f} accuracy: ritual verification?", style="yellow", level=logging.WARNING)
         if self.plateau.update(metrics.get("aha/self_verify_rate", 0.0)):
             diag["diag/plateau"] = 1.0
-            Console().print(f"[yellow]diag: premature plateau at step {step}: the self-verify rate rose past "
-                            f"{self.plateau.threshold} and fell back below {self.plateau.threshold - self.plateau.drop}[/]")
+            tell(f"diag: premature plateau at step {step}: the self-verify rate rose past {self.plateau.threshold} "
+                 f"and fell back below {self.plateau.threshold - self.plateau.drop}", style="yellow",
+                 level=logging.WARNING)
         if trainer.logger:
             trainer.logger.log_metrics(diag, step=step)
 

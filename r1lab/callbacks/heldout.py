@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from r1lab.rl.metrics import mean_by_difficulty
 from r1lab.rollout import PromptBatch
+from r1lab.run_log import tell
 from r1lab.samplers.base import GREEDY
 from r1lab.samplers.hf import HFSampler
 from r1lab.strategies import generation_parameters
@@ -66,7 +67,7 @@ class HeldOutEval(pl.Callback):
             report = {"task": self.task.name, "problems": len(self.rows), "decoding": "greedy",
                       "before": self.before_results}  # kept for a resumed run, completed at the end
             (Path(trainer.default_root_dir) / "heldout.json").write_text(json.dumps(report, indent=2))
-            print(f"held-out greedy accuracy before training, on {len(self.rows)} problems: "
+            tell(f"held-out greedy accuracy before training, on {len(self.rows)} problems: "
                   f"{self.before_results['eval/heldout_greedy']:.3f}")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -86,7 +87,7 @@ class HeldOutEval(pl.Callback):
         if before is not None:
             report["before"] = before
         path.write_text(json.dumps(report, indent=2))
-        print(f"held-out greedy accuracy on {len(self.rows)} problems: {results['eval/heldout_greedy']:.3f}")
+        tell(f"held-out greedy accuracy on {len(self.rows)} problems: {results['eval/heldout_greedy']:.3f}")
 
     def _log(self, trainer: pl.Trainer, results: dict[str, float], step: int) -> None:
         if trainer.logger:

@@ -1,12 +1,26 @@
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
 
 from r1lab.models.peft import EXPORTS, is_peft
 from r1lab.strategies import full_policy_state_dict
+
+
+@contextmanager
+def no_progress_bars():
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 class SavePolicy(pl.Callback):
@@ -28,5 +42,6 @@ class SavePolicy(pl.Callback):
         model = pl_module.policy
         if is_peft(model) and self.peft_export == "merged":
             model = copy.deepcopy(model).merge_and_unload()  # a copy: the module stays as trained
-        model.save_pretrained(target, **({"state_dict": state} if state is not None else {}))
+        with no_progress_bars():  # "Writing model shards" would print under the run's end summary
+            model.save_pretrained(target, **({"state_dict": state} if state is not None else {}))
         pl_module.tokenizer.save_pretrained(target)

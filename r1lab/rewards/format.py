@@ -7,16 +7,10 @@ from typing import Any
 
 from r1lab.registry import REWARDS
 from r1lab.rewards.base import Reward
+from r1lab.template import with_prompt_opening
 
 R1_TEMPLATE = re.compile(r"^\s*<think>(?:(?!<think>|</think>).)*</think>\s*<answer>(?:(?!<answer>|</answer>).)*</answer>\s*$",
                          re.DOTALL)
-
-
-def with_prompt_opening(prompt: str, completion: str, opening: str = "<think>") -> str:
-    """Prompts that end in "<think>" (TinyZero style) leave the opening tag out of the completion."""
-    if prompt.rstrip().endswith(opening) and not completion.lstrip().startswith(opening):
-        return opening + completion
-    return completion
 
 
 @REWARDS.register("format")

@@ -14,10 +14,44 @@ from r1lab.rollout import Rollout
 
 
 class AdvantageEstimator:
-    """Base class: turns a scored rollout into advantages."""
+    """Base class: turns a scored rollout into advantages.
+
+    The contract, for estimators of your own (register with `@ADVANTAGES.register("name")`, options go to
+    `__init__` from `conf/advantage/<name>.yaml`):
+    - `rollout.rewards` is a float32 tensor of shape (N,) on the training device, N = num_groups × group_size
+      rows in prompt-major order (`rollout.grouped(rewards)` gives (B, G)). It is the weighted sum of the reward
+      terms (a term's None counts 0) minus β Σ KL when `loss.kl_in_reward`. It is finite unless a term returned
+      nan/inf, and then the step is skipped whatever the advantages are.
+    - Return a float tensor of shape (N,) (one advantage per completion, applied to each of its tokens) or (N, C)
+      (per token, C = `rollout.completion_mask.shape[1]`), on the rewards' device, finite wherever the rewards
+      are. `checked_advantages` enforces this with a message naming the estimator.
+    - Runs under `torch.no_grad()`; may read anything on the rollout (`columns`, `completion_mask`,
+      `ref_logprobs`, ...) but should not change it.
+    """
 
     def __call__(self, rollout: Rollout) -> Tensor:
         raise NotImplementedError
+
+
+def checked_advantages(estimator, rollout: Rollout) -> Tensor:
+    """`estimator(rollout)`, refused with a message that names the estimator when it breaks the contract above."""
+    advantages = estimator(rollout)
+    name = type(estimator).__name__
+    rows, tokens = rollout.completion_mask.shape
+    if not isinstance(advantages, Tensor):
+        raise ValueError(f"advantage estimator {name} returned {type(advantages).__name__}; it must return a tensor "
+                         f"of shape ({rows},) or ({rows}, {tokens})")
+    if tuple(advantages.shape) not in ((rows,), (rows, tokens)):
+        raise ValueError(f"advantage estimator {name} returned shape {tuple(advantages.shape)}; it must be ({rows},) "
+                         f"(one per completion) or ({rows}, {tokens}) (one per completion token)")
+    if not advantages.is_floating_point():
+        advantages = advantages.float()
+    rewards_finite = torch.isfinite(rollout.rewards) if rollout.rewards is not None else None
+    if rewards_finite is not None and bool(rewards_finite.all()):
+        if not bool(torch.isfinite(advantages).all()):
+            raise ValueError(f"advantage estimator {name} returned nan or inf for finite rewards "
+                             f"(e.g. a division by a zero std: an all-equal group needs its own case)")
+    return advantages.to(rollout.rewards.device if rollout.rewards is not None else advantages.device)
 
 
 def require_rewards(rollout: Rollout) -> Tensor:

@@ -26,7 +26,7 @@ from r1lab.distributed import all_ranks_agree, local_share, prompt_seeds, rank_a
 from r1lab.models.peft import is_peft, trainable_names
 from r1lab.models.policy import Policy
 from r1lab.precision import weights_cast_once
-from r1lab.rl.advantages import AdvantageEstimator
+from r1lab.rl.advantages import AdvantageEstimator, checked_advantages
 from r1lab.rl.collect import RolloutCollector
 from r1lab.rl.logprobs import completion_logprobs
 from r1lab.rl.losses import PolicyLoss
@@ -131,7 +131,7 @@ class RLModule(pl.LightningModule):
                 rollout.ref_logprobs = self.reference_logprobs(rollout)
             rollout.rewards = scored.total.to(self.device) - self.loss.reward_penalty(rollout)
             # 4. Advantage: how much better each completion is than its baseline.
-            rollout.advantages = self.advantage(rollout)
+            rollout.advantages = checked_advantages(self.advantage, rollout)
         everyone, everyone_scored = self.step_metrics.global_batch(rollout, scored)  # metrics describe all ranks
         metrics = self.step_metrics.of_rollout(everyone, everyone_scored)
 

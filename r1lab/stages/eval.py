@@ -118,11 +118,20 @@ def sample_records(rows, completions, correct, greedy_completions, greedy_correc
         yield record
 
 
-def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float = 0.6, top_p: float = 0.95,
+def default_ks(n: int) -> list[int]:
+    """1, then the powers of 2 up to n: the k that n samples per problem can estimate (n=4 → 1, 2, 4)."""
+    ks, k = [1], 2
+    while k <= n:
+        ks.append(k)
+        k *= 2
+    return ks
+
+
+def eval_stage(cfg, n: int = 8, ks: Sequence[int] | None = None, temperature: float = 0.6, top_p: float = 0.95,
                max_new_tokens: int = 512, greedy: bool = True, limit: int | None = None,
                prompts_per_batch: int = 8) -> float:
     """Sample `n` completions per problem of `cfg.task` from `cfg.model`; write eval.json, eval.md and
-    eval_samples.jsonl."""
+    eval_samples.jsonl. `ks` (pass@k, cons@k): by default 1 and the powers of 2 up to n."""
     if n < 1:
         raise ValueError(f"stage.n (samples per problem) must be >= 1, got {n}")
     if limit is not None and limit < 1:
@@ -131,6 +140,7 @@ def eval_stage(cfg, n: int = 8, ks: Sequence[int] = (1, 8), temperature: float =
     if max_new_tokens is None or max_new_tokens < 1:
         raise ValueError(f"stage.max_new_tokens (the evaluation's generation length) must be >= 1, got "
                          f"{max_new_tokens}")
+    ks = default_ks(n) if ks is None else list(ks)  # an explicit k > n stays an error below
     too_large = sorted(k for k in ks if k > n or k < 1)
     if too_large:
         raise ValueError(f"k={','.join(map(str, too_large))} cannot be estimated from n={n} samples per problem: "

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from r1lab.callbacks.curriculum import CurriculumUpdate
+from r1lab.curricula.base import build_curriculum
 from r1lab.checkpointing import (auto_resume, checkpoint_mismatch_explained, read_checkpoint, resolve_resume,
                                  resume_differences, run_identity)
 from r1lab.header import print_run_header
@@ -47,7 +48,7 @@ def rl_stage(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> float | Non
                  "layers do not mix)")
         schedule = replace(schedule, share_prompts=False)
     task = instantiate(cfg.task)
-    datamodule = PromptDataModule(task, instantiate(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
+    datamodule = PromptDataModule(task, build_curriculum(cfg.curriculum), cfg.rl.prompts_per_step, seed=cfg.seed)
     resume, run_dir = cfg.get("resume"), Path(cfg.paths.output_dir)
     checkpoint, resume_note = auto_resume(run_dir) if resume == "auto" else (resolve_resume(resume, run_dir), None)
     # Resuming (resume=auto without a checkpoint too: a run killed before its first one) continues from this

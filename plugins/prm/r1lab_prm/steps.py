@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import re
 
+from r1lab.template import split_completion
 from r1lab.toy.corpus import SELF_CHECK
 
 STEP_MARKER = re.compile(r"(?=\bStep \d+\s*:)")
 MATH_START = re.compile(r"^\s*(\\\[|\\begin\{|\$\$|\\end\{|&|\\\\)")
 TOY_SPLIT = re.compile(r",|\s+so\s+|" + re.escape(SELF_CHECK))
 STYLES = ("lines", "toy")
-
-
-def chain_of_thought(completion: str) -> str:
-    """Text up to </think> (the template opens <think> in the prompt), else up to <answer>, else all of it."""
-    for end in ("</think>", "<answer>"):
-        if end in completion:
-            completion = completion.split(end, 1)[0]
-    return completion.replace("<think>", "").strip()
 
 
 def split_lines(text: str) -> list[str]:
@@ -57,5 +50,5 @@ def split_toy(text: str) -> list[str]:
 def split_steps(completion: str, style: str = "lines") -> list[str]:
     if style not in STYLES:
         raise ValueError(f"unknown step style {style!r}; choose one of {', '.join(STYLES)}")
-    text = chain_of_thought(completion)
+    text = split_completion(completion).thinking
     return split_lines(text) if style == "lines" else split_toy(text)
