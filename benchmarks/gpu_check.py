@@ -70,7 +70,7 @@ def run_check(check: dict, work: Path) -> dict:
     out = {"command": " ".join(command[2:]), "wall_s": time.perf_counter() - started}
     if result.returncode != 0:
         return out | {"status": "failed", "reason": (result.stderr or result.stdout)[-2000:]}
-    from r1lab.scalars import read_scalars
+    from r1lab.runs.scalars import read_scalars
 
     scalars = read_scalars(run_dir)
 

@@ -50,7 +50,7 @@ def rollout_worker(name: str, repeats: int, threads: int, enforce_eager: bool) -
     from hydra.utils import instantiate
     from vllm import SamplingParams
 
-    from r1lab.distributed import prompt_seeds
+    from r1lab.engines.distributed import prompt_seeds
     from r1lab.models import load_policy
     from r1lab.rollout import PromptBatch
     from r1lab.samplers.base import stop_token_ids
@@ -125,7 +125,7 @@ def rollout_worker(name: str, repeats: int, threads: int, enforce_eager: bool) -
 # ------------------------------------------------------------------------------------------ RL runs
 def rl_steps(sampler: str, steps: int, threads: int, folder: Path, enforce_eager: bool = True) -> dict:
     """`+experiment=smollm2_r1_zero` for `steps` RL steps with `sampler`; s/step from its TensorBoard scalars."""
-    from r1lab.scalars import read_scalars
+    from r1lab.runs.scalars import read_scalars
 
     run = folder / f"rl_{sampler}"
     args = [sys.executable, "-m", "r1lab", "+experiment=smollm2_r1_zero", f"sampler={sampler}",

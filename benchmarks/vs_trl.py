@@ -419,7 +419,7 @@ def run_floor(setup: Setup, repeats: int, logs: Path) -> dict:
 
 
 def machine() -> dict:
-    from r1lab.precision import cpu_bf16_flags, matmul_gflops
+    from r1lab.engines.precision import cpu_bf16_flags, matmul_gflops
 
     return describe_machine(THREADS, ("torch", "transformers", "trl", "peft")) | {
         "matmul_gflops_256": matmul_gflops(), "cpu_bf16_flags": cpu_bf16_flags()}
@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--profile takes r1lab, trl or both, not {args.profile!r}")
     if profile and args.warmup < 2:
         parser.error("--profile profiles the first of two warm-up steps (the second counts FLOPs): --warmup >= 2")
-    from r1lab.precision import bf16_is_slow_here, matmul_gflops
+    from r1lab.engines.precision import bf16_is_slow_here, matmul_gflops
 
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "rows": {}, "skipped": {},
               "settings": {"max_new_tokens": MAX_NEW_TOKENS, "temperature": TEMPERATURE, "beta": BETA, "eps": EPS,

@@ -7,13 +7,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from r1lab.choices import group_options, unknown_choice_errors
-from r1lab.errors import RunError, reported
-from r1lab.patches import run_hydra_app
+from r1lab.commandline.choices import group_options, unknown_choice_errors
+from r1lab.runs.errors import RunError, reported
+from r1lab.engines.patches import run_hydra_app
 from r1lab.plugins import load_plugins, register_search_path
-from r1lab.preflight import config_errors, resume_errors, run_dir_errors
-from r1lab.run_dir import is_first_process
-from r1lab.sweep_jobs import sweep_summary
+from r1lab.commandline.preflight import config_errors, resume_errors, run_dir_errors
+from r1lab.runs.run_dir import is_first_process
+from r1lab.commandline.sweep_jobs import sweep_summary
 
 OWN_CONFIG_FLAGS = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir")
 EVAL_SHORTCUTS = {"n": "stage.n", "limit": "stage.limit", "temperature": "stage.temperature", "top_p": "stage.top_p",
@@ -39,12 +39,12 @@ def eval_overrides(args: Sequence[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "list":
-        from r1lab.listing import list_components
+        from r1lab.reporting.listing import list_components
 
         with reported():  # a plugin that fails in strict mode: one paragraph, exit status 2
             sys.exit(list_components(argv[1:]))
     if argv and argv[0] == "report":
-        from r1lab.report import main as report
+        from r1lab.reporting.report import main as report
 
         sys.exit(report(argv[1:]))
     with reported():

@@ -22,7 +22,7 @@ from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from r1lab.errors import RunError
+from r1lab.runs.errors import RunError
 from r1lab.registry import registering_for
 
 ENTRY_POINT_GROUP = "r1lab.plugins"

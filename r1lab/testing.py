@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 from r1lab.plugins import load_plugins, register_search_path
-from r1lab.scalars import read_scalars  # noqa: F401 - re-exported for tests
+from r1lab.runs.scalars import read_scalars  # noqa: F401 - re-exported for tests
 
 try:
     import pytest

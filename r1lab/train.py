@@ -6,8 +6,8 @@ Only the CLI calls it; the library's entry for a composed config is `r1lab.stage
 import hydra
 from omegaconf import DictConfig
 
-from r1lab.errors import reported
-from r1lab.sweep_jobs import in_sweep, sweep_job
+from r1lab.runs.errors import reported
+from r1lab.commandline.sweep_jobs import in_sweep, sweep_job
 
 
 @hydra.main(version_base="1.3", config_path="pkg://r1lab.conf", config_name="config")

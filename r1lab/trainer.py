@@ -14,9 +14,9 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from r1lab.callbacks.preemption import Preemption
-from r1lab.checkpointing import AtomicCheckpointIO
-from r1lab.patches import start_ranks_from_the_saved_config, step_progress_bar
-from r1lab.strategies import build_strategy, is_deepspeed
+from r1lab.runs.checkpointing import AtomicCheckpointIO
+from r1lab.engines.patches import start_ranks_from_the_saved_config, step_progress_bar
+from r1lab.engines.strategies import build_strategy, is_deepspeed
 
 
 def make_trainer(cfg: DictConfig, callbacks: list[Callback], model: torch.nn.Module | None = None,

@@ -1,7 +1,7 @@
 import pytest
 
 from r1lab.callbacks.aha import AhaDetector
-from r1lab.selfcheck import self_verifies, self_verify_rate
+from r1lab.judging.selfcheck import self_verifies, self_verify_rate
 
 
 @pytest.mark.parametrize("text", ["12 Wait, let me verify: 1+2", "hold on, that is wrong", "Actually it is 5",

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from conftest import FAST, compose_config, read_scalars, run_cli
-from r1lab.checkpointing import checkpoint_step
-from r1lab.errors import reported
+from r1lab.runs.checkpointing import checkpoint_step
+from r1lab.runs.errors import reported
 from r1lab.stages import run_stage
 
 REPO = Path(__file__).resolve().parents[1]

@@ -46,7 +46,7 @@ def test_vs_trl_smoke_writes_json_and_the_markdown_table(tmp_path):
 
 
 def test_bf16_rows_are_skipped_with_the_measured_rates_on_a_cpu_without_fast_bf16(tmp_path):
-    from r1lab.precision import bf16_is_slow_here
+    from r1lab.engines.precision import bf16_is_slow_here
 
     if not bf16_is_slow_here():
         pytest.skip("this CPU multiplies bf16 faster than fp32: the bf16 rows run (benchmarks/vs_trl.py)")

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import compose_config
 from r1lab.rewards.code_exec import CodeExecReward
-from r1lab.sandbox import Limits, available_isolation, run_python, writable_places
+from r1lab.judging.sandbox import Limits, available_isolation, run_python, writable_places
 from r1lab.tasks.code import CodeTask, judge_completion
 from r1lab.tasks.code_tests import UnsplittableTests, split_tests
 from r1lab.tasks.jsonl import TaskDataError

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import FAST, compose_config, read_scalars
 from r1lab.rewards.code_exec import CodeExecReward
-from r1lab.sandbox import SANDBOX_UIDS, Limits, available_isolation, run_python
+from r1lab.judging.sandbox import SANDBOX_UIDS, Limits, available_isolation, run_python
 from r1lab.stages import run_stage
 from r1lab.tasks.code import CodeTask, extract_code, passes_tests
 

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from r1lab.equations import NotAnEquation, evaluate, numbers_in, parse_equation, solves_countdown
+from r1lab.judging.equations import NotAnEquation, evaluate, numbers_in, parse_equation, solves_countdown
 from r1lab.rewards.countdown import CountdownReward
 from r1lab.tasks.countdown import CountdownTask
 from r1lab.testing import FAST, read_scalars, run_cli

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before_check, format_hack, loops,
+from r1lab.judging.diagnostics import (PlateauDetector, conditional_accuracy, cut_before_check, format_hack, loops,
                                mixes_languages)
-from r1lab.language import make_identifier
+from r1lab.judging.language import make_identifier
 from r1lab.models import load_policy
 from r1lab.samplers.hf import HFSampler
 from r1lab.tasks.base import PromptTask

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import compose_config, read_scalars, run_cli
-from r1lab.strategies import FSDP_ON_CPU, build_strategy
+from r1lab.engines.strategies import FSDP_ON_CPU, build_strategy
 
 COMMON = ["+experiment=r1_zero", "trainer.enable_progress_bar=false", "rl.prompts_per_step=4", "sampler.group_size=4",
           "sampler.max_new_tokens=24", "sampler.seeding=per_prompt", "threads=1", "callbacks.diagnostics=null"]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import FAST, read_scalars
-from r1lab.checkpointing import checkpoint_step
+from r1lab.runs.checkpointing import checkpoint_step
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 8

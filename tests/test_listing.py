@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from r1lab.listing import group_options, kind_of
+from r1lab.reporting.listing import group_options, kind_of
 from r1lab.plugins import LoadedPlugin, Plugin, PluginState, warn_about_clashes
 from r1lab.registry import Registry
 from r1lab.testing import run_cli

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def data_dir_seen_from(cwd: Path, env: dict) -> str:
-    code = "from r1lab.paths import data_dir; print(data_dir())"
+    code = "from r1lab.runs.paths import data_dir; print(data_dir())"
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                           check=True).stdout.strip()
 

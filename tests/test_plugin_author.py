@@ -46,7 +46,7 @@ FILES = {
         from r1lab.registry import ADVANTAGES, CURRICULA, REWARDS
         from r1lab.rewards.base import Reward
         from r1lab.rl.advantages import AdvantageEstimator
-        from r1lab.template import split_completion
+        from r1lab.judging.template import split_completion
 
 
         @REWARDS.register("thinks")

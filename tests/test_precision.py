@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import compose_config, read_scalars
-from r1lab.precision import bf16_is_slow_here, matmul_gflops, resolve_cpu_bf16
+from r1lab.engines.precision import bf16_is_slow_here, matmul_gflops, resolve_cpu_bf16
 from r1lab.rl.step_metrics import LOGPROB_TOLERANCE, logprob_agreement
 from r1lab.stages import run_stage
 from r1lab.testing import FAST, run_cli
@@ -87,7 +87,7 @@ def _train(run_dir, overrides):
 
 
 def test_a_rollout_casts_each_weight_once_and_drops_the_copies_before_the_update():
-    from r1lab.precision import weights_cast_once
+    from r1lab.engines.precision import weights_cast_once
 
     linear, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):  # as Lightning's bf16-mixed

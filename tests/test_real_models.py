@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from r1lab.answers import extract_answer, is_correct
+from r1lab.judging.answers import extract_answer, is_correct
 from r1lab.models import load_policy
 from r1lab.tasks.jsonl import JsonlTask
 from r1lab.testing import FAST, build_bpe_model, read_scalars, run_cli

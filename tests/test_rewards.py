@@ -4,7 +4,7 @@ import math
 import pytest
 
 from r1lab.rewards.accuracy import AccuracyReward
-from r1lab.answers import answers_match, extract_answer, last_boxed
+from r1lab.judging.answers import answers_match, extract_answer, last_boxed
 from r1lab.rewards.base import RewardSet
 from r1lab.rewards.format import FormatReward
 from r1lab.tasks.jsonl import JsonlTask

@@ -5,7 +5,7 @@ import logging
 import re
 import warnings
 
-from r1lab.patches import warnings_to_log_file
+from r1lab.engines.patches import warnings_to_log_file
 from r1lab.testing import FAST, run_cli
 
 

@@ -9,10 +9,10 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import FAST, compose_config, read_scalars, run_cli
-from r1lab.distributed import local_share, mean_over_ranks, prompt_seeds
+from r1lab.engines.distributed import local_share, mean_over_ranks, prompt_seeds
 from r1lab.rollout import PromptBatch
 from r1lab.samplers.hf import HFSampler
-from r1lab.strategies import build_strategy, decoder_layer_classes
+from r1lab.engines.strategies import build_strategy, decoder_layer_classes
 
 
 def prompts(*texts, seeds=None):

@@ -145,7 +145,7 @@ def test_smollm2_trains_with_lora_resumes_the_same_run_and_evaluates(smollm2_cac
     assert len(records) == 3 and all(len(r["samples"]) == 2 and "greedy" in r for r in records)
     for record in records:
         for sample in [*record["samples"], record["greedy"]]:
-            from r1lab.answers import is_correct
+            from r1lab.judging.answers import is_correct
 
             assert sample["correct"] == float(is_correct(sample["completion"], record["answer"], "last_number"))
     pass_at_1 = sum(s["correct"] for r in records for s in r["samples"]) / 6

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO
-from r1lab.sweep_report import Run, spearman, split_values, verdict
+from r1lab.reporting.sweep_report import Run, spearman, split_values, verdict
 from r1lab.testing import FAST, run_cli
 
 SWEEPS = REPO / "sweeps"

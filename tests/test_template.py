@@ -1,7 +1,7 @@
 """split_completion reads thinking and answer the same way whichever side opened <think>."""
 
 from r1lab.rewards.format import FormatReward
-from r1lab.template import split_completion
+from r1lab.judging.template import split_completion
 
 TOY_PROMPT = "User: 12+34=?\nAssistant: <think>"
 R1_PROMPT = "... User: 12+34=? Assistant:"

@@ -5,7 +5,7 @@ import pytest
 
 from r1lab.rewards.accuracy import AccuracyReward
 from r1lab.rewards.format import FormatReward
-from r1lab.selfcheck import self_verifies
+from r1lab.judging.selfcheck import self_verifies
 from r1lab.toy.corpus import LETTERS, SELF_CHECK, ToyCorpus, column_trace, copied_trace
 
 

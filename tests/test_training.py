@@ -125,7 +125,7 @@ def test_command_line_errors_are_readable(tmp_path):
 def test_the_progress_bar_counts_steps_not_epochs():
     import lightning.pytorch as pl
 
-    from r1lab.patches import step_progress_bar
+    from r1lab.engines.patches import step_progress_bar
 
     bar = step_progress_bar()
     trainer = pl.Trainer(max_steps=7, callbacks=[bar], logger=False, enable_checkpointing=False)

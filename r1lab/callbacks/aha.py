@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
-from r1lab.run_log import tell
+from r1lab.runs.run_log import tell
 
 
 class AhaDetector:

@@ -1,4 +1,4 @@
-"""Aha-moment diagnostics, logged under diag/ each step (see r1lab/diagnostics.py for the detectors)."""
+"""Aha-moment diagnostics, logged under diag/ each step (see r1lab/judging/diagnostics.py for the detectors)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from r1lab.diagnostics import (PlateauDetector, conditional_accuracy, cut_before_check, format_hack, loops,
+from r1lab.judging.diagnostics import (PlateauDetector, conditional_accuracy, cut_before_check, format_hack, loops,
                                mixes_languages)
-from r1lab.language import make_identifier
+from r1lab.judging.language import make_identifier
 from r1lab.rl.collect import Verifier
 from r1lab.rollout import PromptBatch
-from r1lab.run_log import tell
+from r1lab.runs.run_log import tell
 from r1lab.samplers.base import GREEDY, Sampler
-from r1lab.strategies import shards_parameters
+from r1lab.engines.strategies import shards_parameters
 
 
 def verify_gain(model, tokenizer, sampler: Sampler, verify: Verifier, prompts: list[str], completions: list[str],

@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from r1lab.rl.metrics import mean_by_difficulty
 from r1lab.rollout import PromptBatch
-from r1lab.run_log import tell
+from r1lab.runs.run_log import tell
 from r1lab.samplers.base import GREEDY
 from r1lab.samplers.hf import HFSampler
-from r1lab.strategies import generation_parameters
+from r1lab.engines.strategies import generation_parameters
 
 
 class HeldOutEval(pl.Callback):

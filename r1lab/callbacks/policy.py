@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from r1lab.models.peft import EXPORTS, is_peft
-from r1lab.strategies import full_policy_state_dict
+from r1lab.engines.strategies import full_policy_state_dict
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
-from r1lab.distributed import all_ranks_agree
+from r1lab.engines.distributed import all_ranks_agree
 
 log = logging.getLogger("r1lab")
 

@@ -15,8 +15,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
 
-from r1lab.run_log import tell, to_file
-from r1lab.scalars import REWARD_TERM_PREFIX, silent_term_note
+from r1lab.runs.run_log import tell, to_file
+from r1lab.runs.scalars import REWARD_TERM_PREFIX, silent_term_note
 
 # (metric, how the line names it, format)
 SHOWN = (("train/reward", "reward", "{:.3f}"), ("train/accuracy", "accuracy", "{:.3f}"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from r1lab.registry import REWARDS
 from r1lab.rewards.base import Reward
-from r1lab.sandbox import Limits
+from r1lab.judging.sandbox import Limits
 from r1lab.tasks.code import judge_completion
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from r1lab.registry import REWARDS
 from r1lab.rewards.base import Reward
-from r1lab.template import with_prompt_opening
+from r1lab.judging.template import with_prompt_opening
 
 R1_TEMPLATE = re.compile(r"^\s*<think>(?:(?!<think>|</think>).)*</think>\s*<answer>(?:(?!<answer>|</answer>).)*</answer>\s*$",
                          re.DOTALL)

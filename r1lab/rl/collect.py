@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from r1lab.distributed import all_ranks_agree
+from r1lab.engines.distributed import all_ranks_agree
 from r1lab.rewards.base import RewardSet
 from r1lab.rollout import PromptBatch, Rollout, ScoredRollout
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from r1lab.answers import extract_answer
+from r1lab.judging.answers import extract_answer
 from r1lab.rollout import Rollout, ScoredRollout
-from r1lab.selfcheck import self_verify_rate
+from r1lab.judging.selfcheck import self_verify_rate
 
 
 def zero_std_fraction(rollout: Rollout) -> float:

@@ -20,12 +20,12 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from r1lab.checkpointing import restore_rng_state, rng_state
-from r1lab.errors import RunError
-from r1lab.distributed import all_ranks_agree, local_share, prompt_seeds, rank_and_world
+from r1lab.runs.checkpointing import restore_rng_state, rng_state
+from r1lab.runs.errors import RunError
+from r1lab.engines.distributed import all_ranks_agree, local_share, prompt_seeds, rank_and_world
 from r1lab.models.peft import is_peft, trainable_names
 from r1lab.models.policy import Policy
-from r1lab.precision import weights_cast_once
+from r1lab.engines.precision import weights_cast_once
 from r1lab.rl.advantages import AdvantageEstimator, checked_advantages
 from r1lab.rl.collect import RolloutCollector
 from r1lab.rl.logprobs import completion_logprobs
@@ -35,7 +35,7 @@ from r1lab.rl.step_metrics import LOGPROB_TOLERANCE, StepMetrics, logprob_agreem
 from r1lab.rollout import PromptBatch, Rollout, ScoredRollout
 from r1lab.samplers.base import Sampler
 from r1lab.samplers.lean_decode import compute_dtype
-from r1lab.strategies import generation_parameters, is_deepspeed, is_fsdp, is_fsdp2, shard_fully
+from r1lab.engines.strategies import generation_parameters, is_deepspeed, is_fsdp, is_fsdp2, shard_fully
 
 
 log = logging.getLogger("r1lab")
@@ -205,7 +205,7 @@ class RLModule(pl.LightningModule):
         """Clip the gradient to `max_grad_norm`; returns its norm before clipping (over all ranks' shards)."""
         if is_fsdp(self.strategy):  # only the root FSDP module sees every shard
             return float(self.strategy.model.clip_grad_norm_(self.optim.max_grad_norm or float("inf")))
-        if is_deepspeed(self.strategy):  # gradient_clipping is in DeepSpeed's config (r1lab.strategies)
+        if is_deepspeed(self.strategy):  # gradient_clipping is in DeepSpeed's config (r1lab.engines.strategies)
             return float("nan")
         if is_fsdp2(self.strategy):  # DTensor gradients: torch's clip computes the norm over all shards
             norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.optim.max_grad_norm or float("inf"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from r1lab.distributed import gather_objects, mean_over_ranks, rank_and_world
+from r1lab.engines.distributed import gather_objects, mean_over_ranks, rank_and_world
 from r1lab.rewards.base import RewardSet
 from r1lab.rl.metrics import rollout_metrics
 from r1lab.rollout import Rollout, ScoredRollout

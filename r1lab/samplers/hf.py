@@ -8,12 +8,12 @@ import torch
 from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
-from r1lab.distributed import rank_and_world
+from r1lab.engines.distributed import rank_and_world
 from r1lab.registry import SAMPLERS
 from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers import lean_decode
 from r1lab.samplers.base import Sampler, check_decoding, cut_at_stop_strings, end_at_stop_string, stop_token_ids
-from r1lab.strategies import sharded_parameters
+from r1lab.engines.strategies import sharded_parameters
 
 ENGINES = ("auto", "lean", "generate")
 SEEDINGS = ("global", "per_prompt")

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from r1lab.distributed import rank_and_world
+from r1lab.engines.distributed import rank_and_world
 from r1lab.models.peft import merged_state_dict
 from r1lab.registry import SAMPLERS
 from r1lab.rollout import PromptBatch, Rollout
 from r1lab.samplers.base import Sampler, rollout_from_ids, stop_token_ids
-from r1lab.strategies import fsdp2_units, sharded_parameters
+from r1lab.engines.strategies import fsdp2_units, sharded_parameters
 
 log = logging.getLogger("r1lab")
 
@@ -212,7 +212,7 @@ class VLLMSampler(Sampler):
 
     def close(self) -> None:
         """Shut the engine down while the process group it uses still exists: the stages call this before the
-        group is dropped (r1lab.patches.leave_no_ranks_behind), or vLLM's own shutdown fails at exit."""
+        group is dropped (r1lab.engines.patches.leave_no_ranks_behind), or vLLM's own shutdown fails at exit."""
         llm, self.slot.llm = self.slot.llm, None
         if llm is None:
             return

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from r1lab.answers import answers_match, extract_answer
+from r1lab.judging.answers import answers_match, extract_answer
 from r1lab.models.policy import longest_prompt, model_context
 from r1lab.rollout import PromptBatch
 from r1lab.samplers.base import GREEDY

@@ -19,8 +19,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from r1lab.diagnostics import mixes_languages
-from r1lab.language import make_identifier
+from r1lab.judging.diagnostics import mixes_languages
+from r1lab.judging.language import make_identifier
 from r1lab.models import load_policy
 from r1lab.rewards.format import FormatReward
 from r1lab.rollout import PromptBatch

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
-from r1lab.language import languages_in, make_identifier
+from r1lab.judging.language import languages_in, make_identifier
 from r1lab.rewards.format import FormatReward
 from r1lab.rollout import PromptBatch
 

@@ -15,11 +15,11 @@ from omegaconf import DictConfig
 
 from r1lab.callbacks.curriculum import CurriculumUpdate
 from r1lab.curricula.base import build_curriculum
-from r1lab.checkpointing import (auto_resume, checkpoint_mismatch_explained, read_checkpoint, resolve_resume,
+from r1lab.runs.checkpointing import (auto_resume, checkpoint_mismatch_explained, read_checkpoint, resolve_resume,
                                  resume_differences, run_identity)
-from r1lab.header import print_run_header
+from r1lab.runs.header import print_run_header
 from r1lab.models.policy import check_fits_context
-from r1lab.patches import leave_no_ranks_behind
+from r1lab.engines.patches import leave_no_ranks_behind
 from r1lab.plugins import load_plugins
 from r1lab.rewards.base import RewardSet
 from r1lab.rl.collect import RolloutCollector

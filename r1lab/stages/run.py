@@ -12,14 +12,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from r1lab.patches import quiet_lightning, warnings_to_log_file
+from r1lab.engines.patches import quiet_lightning, warnings_to_log_file
 from r1lab.plugins import load_plugins
-from r1lab.precision import resolve_cpu_bf16
-from r1lab.run_dir import ensure_writable, locked
+from r1lab.engines.precision import resolve_cpu_bf16
+from r1lab.runs.run_dir import ensure_writable, locked
 
 
 def run_stage(cfg: DictConfig) -> float | None:
-    """Load plugins, set torch threads and seeds, settle bf16 on a CPU without fast bf16 (r1lab.precision), create
+    """Load plugins, set torch threads and seeds, settle bf16 on a CPU without fast bf16 (r1lab.engines.precision), create
     the run directory (and hold its lock), run `cfg.stage`; returns the stage's metric (what a sweeper optimises)."""
     quiet_lightning()
     warnings_to_log_file()

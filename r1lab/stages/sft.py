@@ -21,7 +21,7 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, IterableDataset
 
-from r1lab.jsonl import DataFileError, read_jsonl
+from r1lab.runs.jsonl import DataFileError, read_jsonl
 from r1lab.trainer import make_trainer
 
 

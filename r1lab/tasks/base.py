@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from r1lab.answers import ANSWER_FORMATS, is_correct
+from r1lab.judging.answers import ANSWER_FORMATS, is_correct
 
 PROMPT_FORMATS = ("template", "chat")
 
@@ -19,7 +19,7 @@ class PromptTask:
     template, for base models); `chat` renders the tokenizer's own chat template around an optional
     `system_prompt` and a user message (`user_template` around the question), with the assistant's turn
     opened, for instruct models. Chat prompts need the policy's tokenizer: stages call `render_prompts`.
-    `answer_format` says where the final answer is read: `auto`, `answer_tag` or `boxed` (r1lab.answers).
+    `answer_format` says where the final answer is read: `auto`, `answer_tag` or `boxed` (r1lab.judging.answers).
     """
 
     name = "task"

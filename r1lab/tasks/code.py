@@ -1,4 +1,4 @@
-"""`task=code`: Python problems whose unit tests decide correctness, run in the sandbox (r1lab/sandbox.py).
+"""`task=code`: Python problems whose unit tests decide correctness, run in the sandbox (r1lab/judging/sandbox.py).
 
 Problems come from the shipped set (`r1lab/tasks/code_problems.jsonl`) or a JSONL file in r1lab's own format
 (`question`, `tests`, `entry_point`, `solution`), MBPP's (`text`, `test_list`, `test_setup_code`, `code`) or
@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from r1lab.answers import ANSWER_TAG
-from r1lab.jsonl import read_jsonl
-from r1lab.sandbox import ISOLATIONS, Limits
+from r1lab.judging.answers import ANSWER_TAG
+from r1lab.runs.jsonl import read_jsonl
+from r1lab.judging.sandbox import ISOLATIONS, Limits
 from r1lab.tasks.base import PromptTask
 from r1lab.tasks.code_judge import Verdict, judge_cached
 from r1lab.tasks.code_tests import UnsplittableTests, split_tests
@@ -82,7 +82,7 @@ def problem(record: Mapping[str, Any], format: str) -> tuple[str, str, str, str]
 
 class CodeTask(PromptTask):
     """Python problems with unit tests. `path=None`: the shipped set. `sandbox`: the limits of each test run
-    (r1lab/sandbox.py `Limits`: wall_s, cpu_s, memory_mb, file_size_mb, processes, open_files, scratch_mb);
+    (r1lab/judging/sandbox.py `Limits`: wall_s, cpu_s, memory_mb, file_size_mb, processes, open_files, scratch_mb);
     `isolation`: auto (bubblewrap where it runs), bwrap, processes; `workers`: test runs at once;
     `unsplittable_tests`: a problem whose tests cannot be split into cases judged outside the sandbox is an
     `error` (the default: it names the problem and the statement) or is `skip`ped with a warning."""

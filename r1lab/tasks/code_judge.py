@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from r1lab.sandbox import Limits, run_python
+from r1lab.judging.sandbox import Limits, run_python
 from r1lab.tasks import code_harness
 from r1lab.tasks.code_harness import Unsupported, decode, encode
 from r1lab.tasks.code_tests import PLACEHOLDER, TestPlan

@@ -1,6 +1,6 @@
 """`task=countdown`: TinyZero's Countdown. Given 3-6 numbers and a target, write an equation that uses each
 number exactly once with + - * / and equals the target. The verdict parses the last <answer> with r1lab's
-arithmetic parser (r1lab/equations.py: exact fractions, never `eval`).
+arithmetic parser (r1lab/judging/equations.py: exact fractions, never `eval`).
 
 Data: TinyZero's parquet files (`target`, `nums`; ../shared/data/countdown) or JSONL with the same columns.
 """
@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from r1lab.answers import extract_answer
-from r1lab.equations import solves_countdown
-from r1lab.jsonl import read_jsonl
+from r1lab.judging.answers import extract_answer
+from r1lab.judging.equations import solves_countdown
+from r1lab.runs.jsonl import read_jsonl
 from r1lab.tasks.base import PromptTask
 from r1lab.tasks.jsonl import TaskDataError, existing_data_file
 

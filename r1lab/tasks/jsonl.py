@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from r1lab.jsonl import DataFileError, read_jsonl
-from r1lab.paths import where_data_is_looked_for
+from r1lab.runs.jsonl import DataFileError, read_jsonl
+from r1lab.runs.paths import where_data_is_looked_for
 from r1lab.tasks.base import PromptTask
 
 

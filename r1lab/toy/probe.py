@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from r1lab.answers import answers_match, extract_answer
-from r1lab.selfcheck import self_verify_rate
+from r1lab.judging.answers import answers_match, extract_answer
+from r1lab.judging.selfcheck import self_verify_rate
 from r1lab.toy.corpus import QA_TEMPLATE, SELF_CHECK, ToyCorpus, random_digit_guess
 
 DIGITS = (2, 3, 4, 5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from r1lab.language import languages_in, make_identifier
+from r1lab.judging.language import languages_in, make_identifier
 from r1lab.registry import REWARDS
 from r1lab.rewards.base import Reward
 

@@ -6,7 +6,7 @@ import pytest
 
 from r1lab.rewards.base import RewardSet
 from r1lab.toy.corpus import column_trace
-from r1lab.language import UnknownLanguageError, chain_of_thought
+from r1lab.judging.language import UnknownLanguageError, chain_of_thought
 from r1lab_language_consistency.reward import LanguageConsistencyReward
 
 

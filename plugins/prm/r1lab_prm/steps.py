@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from r1lab.template import split_completion
+from r1lab.judging.template import split_completion
 from r1lab.toy.corpus import SELF_CHECK
 
 STEP_MARKER = re.compile(r"(?=\bStep \d+\s*:)")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from r1lab.run_dir import is_first_process
+from r1lab.runs.run_dir import is_first_process
 
 
 class CheckpointError(ValueError):

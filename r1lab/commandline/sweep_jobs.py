@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from r1lab.errors import TRACEBACK_ENV, record_fatal, user_message
+from r1lab.runs.errors import TRACEBACK_ENV, record_fatal, user_message
 
 log = logging.getLogger("r1lab")
 

@@ -31,9 +31,9 @@ def quiet_lightning() -> None:
 
 def warnings_to_log_file() -> None:
     """Python warnings (torch's, transformers', a plugin's) print to stderr only; the run's log file gets each one
-    too (r1lab.run_log), so that r1lab.log tells what the terminal did. Wraps `warnings.showwarning`, the hook the
+    too (r1lab.runs.run_log), so that r1lab.log tells what the terminal did. Wraps `warnings.showwarning`, the hook the
     warnings module offers for this, once per process; filters still decide what shows."""
-    from r1lab.run_log import to_file
+    from r1lab.runs.run_log import to_file
 
     shown = warnings.showwarning
     if getattr(shown, "r1lab_log_file", False):
@@ -116,7 +116,7 @@ def start_ranks_from_the_saved_config() -> None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.utils import get_original_cwd
 
-        from r1lab.run_dir import process_log_name
+        from r1lab.runs.run_dir import process_log_name
 
         hydra = HydraConfig.get()
         run_dir = Path(hydra.runtime.output_dir).resolve()

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from r1lab.scalars import read_scalars, silent_reward_terms, silent_term_note, start_end
+from r1lab.runs.scalars import read_scalars, silent_reward_terms, silent_term_note, start_end
 
 OPS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 

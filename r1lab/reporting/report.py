@@ -1,12 +1,12 @@
 """`python -m r1lab report <run dir>`: plots and a summary from a run's TensorBoard logs (a multirun folder:
-r1lab/sweep_report.py, tables and verdicts per sweep)."""
+r1lab/reporting/sweep_report.py, tables and verdicts per sweep)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from r1lab.scalars import REWARD_TERM_PREFIX, read_scalars, silent_reward_terms, silent_term_note, start_end
-from r1lab.sweep_report import is_multirun, write_sweep_report
+from r1lab.runs.scalars import REWARD_TERM_PREFIX, read_scalars, silent_reward_terms, silent_term_note, start_end
+from r1lab.reporting.sweep_report import is_multirun, write_sweep_report
 
 # The aha signature: what R1-Zero says rises together.
 AHA_METRICS = (("aha/self_verify_rate", "self-verify rate"), ("train/completion_len", "completion length (tokens)"),

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from r1lab.language import Identifier, languages_in
-from r1lab.selfcheck import SELF_CHECK, self_verifies
+from r1lab.judging.language import Identifier, languages_in
+from r1lab.judging.selfcheck import SELF_CHECK, self_verifies
 
 # A unit of at least 3 characters repeated back to back at least 3 times in all ("ab12ab12ab12").
 REPEATED_RUN = re.compile(r"(.{3,}?)\1{2,}", re.DOTALL)

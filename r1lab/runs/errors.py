@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from hydra.errors import InstantiationException
 
-from r1lab.run_log import to_file
+from r1lab.runs.run_log import to_file
 
 TRACEBACK_ENV = "R1LAB_TRACEBACK"
 # What bad input raises: r1lab's own errors derive from ValueError; files and folders give OSError; a missing

@@ -17,8 +17,8 @@ from hydra.core.override_parser.types import ChoiceSweep, Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from r1lab.errors import RunError
-from r1lab.run_dir import ensure_writable, in_use_by, in_use_message
+from r1lab.runs.errors import RunError
+from r1lab.runs.run_dir import ensure_writable, in_use_by, in_use_message
 
 # What a run that started leaves in its directory; any of them means the directory holds a run (a start that
 # stopped on bad input leaves only .hydra/ and its log, which a fixed command may replace).
@@ -168,7 +168,7 @@ def resume_errors(argv: Sequence[str]) -> list[str]:
     if any(a in ("-m", "--multirun") for a in argv) or resume in (None, "", "null") or not isinstance(run_dir, str) \
             or "${" in run_dir or any(o.key_or_group == "hydra.searchpath" for o in parsed):
         return []
-    from r1lab.checkpointing import CheckpointError, auto_resume, read_checkpoint, resolve_resume, \
+    from r1lab.runs.checkpointing import CheckpointError, auto_resume, read_checkpoint, resolve_resume, \
         resume_differences, run_identity
 
     try:

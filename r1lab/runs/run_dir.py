@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1lab.errors import RunError
+from r1lab.runs.errors import RunError
 
 LOCK_NAME = ".r1lab.lock"
 

@@ -49,4 +49,4 @@ def silent_reward_terms(scalars: dict[str, list[tuple[int, float]]]) -> list[str
 def silent_term_note(term: str) -> str:
     return (f"reward term {term!r} was 0 (or unscored) at every step: its weight changed nothing (if that is "
             "unexpected: does it read the completion as the prompt style writes it? The toy prompt opens <think> "
-            "itself; r1lab.template.split_completion reads both styles)")
+            "itself; r1lab.judging.template.split_completion reads both styles)")

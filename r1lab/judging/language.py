@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from functools import cached_property
 
-from r1lab.template import split_completion
+from r1lab.judging.template import split_completion
 
 SENTENCE = re.compile(r"[^.!?。！？\n;；]+[.!?。！？;；]?")
 # Words: runs of letters; each CJK ideograph or kana counts as one word (those scripts do not use spaces).
@@ -96,7 +96,7 @@ IDENTIFIERS = {"natural": NaturalLanguageIdentifier, "toy": ToyIdentifier}
 
 
 def chain_of_thought(completion: str) -> str:
-    """The reasoning (r1lab.template: up to </think>, else up to <answer>, else the whole completion)."""
+    """The reasoning (r1lab.judging.template: up to </think>, else up to <answer>, else the whole completion)."""
     return split_completion(completion).thinking
 
 

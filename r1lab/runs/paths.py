@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 DATA_ENV = "R1LAB_DATA_DIR"
-CHECKOUT = Path(__file__).resolve().parents[1]  # the repository root when r1lab runs from a checkout
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository root when r1lab runs from a checkout
 
 
 def data_dir_candidates() -> list[Path]:

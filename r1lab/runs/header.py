@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from importlib import metadata
 from collections.abc import Sequence
 
 import torch
@@ -12,11 +13,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-import r1lab
 from r1lab.plugins import PluginState
-from r1lab.run_log import plain_text, to_file
+from r1lab.runs.run_log import plain_text, to_file
 
 console = Console()
+
+
+def r1lab_version() -> str:
+    # From the installed distribution's metadata: importing the `r1lab` package here would run it in a circle
+    # (its __init__ imports this package for the config resolvers).
+    try:
+        return metadata.version("r1lab")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def reward_term(name: str, term: DictConfig) -> str:
@@ -27,7 +36,7 @@ def reward_term(name: str, term: DictConfig) -> str:
 
 def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_source: str,
                      resumed: str | None = None, warnings: Sequence[str] = ()) -> None:
-    table = Table(title=f"r1lab {r1lab.__version__}", show_header=False, title_justify="left")
+    table = Table(title=f"r1lab {r1lab_version()}", show_header=False, title_justify="left")
     table.add_row("run dir", run_dir)
     if resumed:
         table.add_row("resumed", resumed)
