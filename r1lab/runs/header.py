@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from r1lab.plugins import PluginState
 from r1lab.runs.run_log import plain_text, to_file
 
 console = Console()
@@ -34,8 +33,9 @@ def reward_term(name: str, term: DictConfig) -> str:
     return shown + (f" (function {term._target_})" if term.get("_partial_") else "")
 
 
-def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_source: str,
+def print_run_header(cfg: DictConfig, plugins: PluginState, run_dir: str, model_source: str,  # noqa: F821
                      resumed: str | None = None, warnings: Sequence[str] = ()) -> None:
+    """`plugins`: r1lab.plugins.PluginState (not imported here: r1lab.plugins imports this package's errors)."""
     table = Table(title=f"r1lab {r1lab_version()}", show_header=False, title_justify="left")
     table.add_row("run dir", run_dir)
     if resumed:
