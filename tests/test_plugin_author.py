@@ -5,18 +5,13 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import read_scalars, run_cli
+from conftest import install_plugin, read_scalars, run_cli
 
 PYPROJECT = """
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
 [project]
 name = "r1lab-steady"
 version = "0.2.0"
@@ -126,16 +121,7 @@ FAST = ["trainer.enable_progress_bar=false", "rl.prompts_per_step=2", "sampler.g
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    source = tmp_path_factory.mktemp("steady_src")
-    (source / "pyproject.toml").write_text(PYPROJECT)
-    for name, text in FILES.items():
-        path = source / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
-    target = tmp_path_factory.mktemp("steady_site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(source)], check=True, capture_output=True, text=True)
-    return target
+    return install_plugin(tmp_path_factory, "steady", PYPROJECT, FILES)
 
 
 def env(site: Path) -> dict[str, str]:

@@ -1,20 +1,13 @@
 """The extension path as a third party uses it: a plugin package, pip-installed, found by entry point."""
 
 import re
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import read_scalars, run_cli
+from conftest import install_plugin, read_scalars, run_cli
 
 PYPROJECT = """
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
 [project]
 name = "r1lab-shout"
 version = "0.3.1"
@@ -66,16 +59,7 @@ FILES = {
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
-    source = tmp_path_factory.mktemp("plugin_src")
-    (source / "pyproject.toml").write_text(PYPROJECT)
-    for name, text in FILES.items():
-        path = source / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
-    site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(source)], check=True, capture_output=True, text=True)
-    return site
+    return install_plugin(tmp_path_factory, "shout", PYPROJECT, FILES)
 
 
 def env(site: Path, disable: str = "broken", strict: str = "0") -> dict[str, str]:
