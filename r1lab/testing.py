@@ -72,13 +72,27 @@ def build_bpe_model(folder: Path, texts: list[str], vocab_size: int = 800, **sha
     return folder
 
 
+def _xdist_workers() -> int:
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+def threads_per_test_process() -> int:
+    """The machine's cores over pytest-xdist's workers (all of them without xdist), at least 1."""
+    return max(1, (os.cpu_count() or 1) // _xdist_workers())
+
+
 def pytest_configure(config) -> None:
     beside_checkout = Path(config.rootpath).parent / "shared" / "data"
     if beside_checkout.is_dir():
         os.environ.setdefault("R1LAB_DATA_DIR", str(beside_checkout))
     # threads=auto measures the machine's load at each start, and runs that a test compares must not differ
     # in thread count (float sums, then sampled tokens, could): pin it, as torch's default was before auto.
-    os.environ.setdefault("R1LAB_THREADS", str(os.cpu_count() or 1))
+    # Under pytest-xdist (-n N) the workers share the cores: threads that share a core collapse.
+    os.environ.setdefault("R1LAB_THREADS", str(threads_per_test_process()))
+    if _xdist_workers() > 1:
+        import torch
+
+        torch.set_num_threads(int(os.environ["R1LAB_THREADS"]))
     load_plugins()
     register_search_path()
 

@@ -3,6 +3,7 @@ core with a busy process collapse (up to 6x slower than one thread on a 2-core m
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -41,3 +42,15 @@ def test_auto_leaves_out_a_core_that_another_process_keeps_busy():
 
 def test_auto_shares_the_idle_cores_among_this_nodes_processes():
     assert torch_threads(config("auto", devices=64)) == 1  # never fewer than one each
+
+
+def test_pytest_xdist_workers_share_the_cores_between_them(monkeypatch):
+    from r1lab.testing import threads_per_test_process
+
+    cores = os.cpu_count() or 1
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    assert threads_per_test_process() == cores  # no xdist: the whole machine
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    assert threads_per_test_process() == max(1, cores // 2)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(4 * cores))
+    assert threads_per_test_process() == 1  # never none
